@@ -1,0 +1,58 @@
+# The two commands a newcomer needs: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+BUILD_DIR ?= build
+ASAN_DIR  ?= build-asan
+JOBS      ?= $(shell nproc)
+PYTEST    := /usr/bin/python3 -m pytest
+
+# Debian 12 packages: toolchain, libraries, and the real servers tests and `make run` start.
+DEB_PACKAGES := build-essential cmake ccache pkg-config libuv1-dev node-llhttp libyaml-cpp-dev \
+  libhiredis-dev libpq-dev zlib1g-dev libbrotli-dev libssl-dev doctest-dev \
+  postgresql-15 pgbouncer redis-server python3 python3-pytest curl procps
+BENCH_PACKAGES := wrk nghttp2-client nginx-light haproxy
+
+.PHONY: all deps bench-deps build asan run test unit integration bench clean
+
+all: build
+
+# Idempotent: installs only what dpkg says is missing.
+deps:
+	@scripts/install-deps.sh $(DEB_PACKAGES)
+
+bench-deps:
+	@scripts/install-deps.sh $(BENCH_PACKAGES)
+
+$(BUILD_DIR)/build.ninja $(BUILD_DIR)/Makefile:
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD_DIR)/Makefile
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+$(ASAN_DIR)/Makefile:
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON
+
+# ASan + UBSan build running the same unit and integration tests.
+asan: deps $(ASAN_DIR)/Makefile
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(ASAN_DIR)/tests/unit_tests
+	SIDECAR_BUILD_DIR=$(ASAN_DIR) ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(PYTEST) -q tests/integration
+
+unit: build
+	$(BUILD_DIR)/tests/unit_tests
+
+integration: build
+	SIDECAR_BUILD_DIR=$(BUILD_DIR) $(PYTEST) -q tests/integration
+
+test: build
+	scripts/test.sh
+
+run: build
+	scripts/run.sh
+
+bench: build bench-deps
+	bench/run.sh
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)
