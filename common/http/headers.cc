@@ -1,0 +1,92 @@
+#include "common/http/headers.h"
+
+#include <cctype>
+
+namespace http {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+bool headerListContains(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view item = trim(list.substr(0, comma));
+    if (iequals(item, token)) {
+      return true;
+    }
+    if (comma == std::string_view::npos) {
+      break;
+    }
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+Header& HeaderList::appendEmpty() {
+  if (size_ == items_.size()) {
+    items_.emplace_back();
+  }
+  Header& h = items_[size_++];
+  h.name.clear();
+  h.value.clear();
+  return h;
+}
+
+void HeaderList::add(std::string_view name, std::string_view value) {
+  Header& h = appendEmpty();
+  h.name.assign(name);
+  h.value.assign(value);
+}
+
+const std::string* HeaderList::find(std::string_view name) const {
+  for (size_t i = 0; i < size_; ++i) {
+    if (iequals(items_[i].name, name)) {
+      return &items_[i].value;
+    }
+  }
+  return nullptr;
+}
+
+size_t HeaderList::count(std::string_view name) const {
+  size_t n = 0;
+  for (size_t i = 0; i < size_; ++i) {
+    if (iequals(items_[i].name, name)) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+bool isHopByHop(std::string_view name, std::string_view connectionValue) {
+  static constexpr std::string_view kHopByHop[] = {
+      "connection", "keep-alive",        "proxy-connection", "te",     "trailer",
+      "upgrade",    "transfer-encoding", "content-length",   "expect", "proxy-authenticate",
+      "proxy-authorization"};
+  for (std::string_view h : kHopByHop) {
+    if (iequals(name, h)) {
+      return true;
+    }
+  }
+  return !connectionValue.empty() && headerListContains(connectionValue, name);
+}
+
+}  // namespace http

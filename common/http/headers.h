@@ -1,0 +1,64 @@
+#pragma once
+// Header storage and helpers shared by both sides of the proxy.
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace http {
+
+bool iequals(std::string_view a, std::string_view b);
+std::string_view trim(std::string_view s);
+// True if `list` (a comma-separated header value) contains `token`, compared case-insensitively.
+bool headerListContains(std::string_view list, std::string_view token);
+
+struct Header {
+  std::string name;
+  std::string value;
+};
+
+// Ordered header list as received. Lookups are linear: heads are small, and a vector of
+// reused strings costs no allocation per request once warmed up.
+class HeaderList {
+ public:
+  void clear() { size_ = 0; }
+  size_t size() const { return size_; }
+  const Header& operator[](size_t i) const { return items_[i]; }
+  Header& operator[](size_t i) { return items_[i]; }
+  const Header* begin() const { return items_.data(); }
+  const Header* end() const { return items_.data() + size_; }
+
+  // Appends an empty header and returns it for the parser to fill incrementally.
+  Header& appendEmpty();
+  void add(std::string_view name, std::string_view value);
+  // First value of `name`, or nullptr.
+  const std::string* find(std::string_view name) const;
+  size_t count(std::string_view name) const;
+
+ private:
+  std::vector<Header> items_;
+  size_t size_ = 0;
+};
+
+// Serialized header block ("Name: value\r\n"...), built once and written as is.
+class HeaderBlock {
+ public:
+  void add(std::string_view name, std::string_view value) {
+    text_.append(name);
+    text_.append(": ");
+    text_.append(value);
+    text_.append("\r\n");
+  }
+  void clear() { text_.clear(); }
+  const std::string& text() const { return text_; }
+  std::string& text() { return text_; }
+
+ private:
+  std::string text_;
+};
+
+// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy never forwards, plus the ones the proxy
+// rewrites itself (framing). `connectionValue` is the Connection header, whose tokens name more.
+bool isHopByHop(std::string_view name, std::string_view connectionValue);
+
+}  // namespace http

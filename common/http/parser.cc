@@ -1,0 +1,282 @@
+#include "common/http/parser.h"
+
+namespace http {
+namespace {
+
+Parser* self(llhttp_t* p) { return static_cast<Parser*>(p->data); }
+
+}  // namespace
+
+void MessageHead::reset() {
+  method = HTTP_GET;
+  target.clear();
+  status = 0;
+  reason.clear();
+  versionMajor = 1;
+  versionMinor = 1;
+  headers.clear();
+  keepAlive = true;
+  body = BodyKind::None;
+  contentLength = 0;
+  expectContinue = false;
+}
+
+Parser::Parser(llhttp_type_t type, Sink* sink, size_t maxHeadBytes) : sink_(sink), maxHeadBytes_(maxHeadBytes) {
+  llhttp_settings_init(&settings_);
+  settings_.on_message_begin = &Parser::onMessageBegin;
+  settings_.on_url = &Parser::onUrl;
+  settings_.on_status = &Parser::onStatus;
+  settings_.on_header_field = &Parser::onHeaderField;
+  settings_.on_header_value = &Parser::onHeaderValue;
+  settings_.on_header_field_complete = [](llhttp_t* p) {
+    self(p)->inValue_ = true;
+    return 0;
+  };
+  settings_.on_header_value_complete = &Parser::onHeaderValueComplete;
+  settings_.on_headers_complete = &Parser::onHeadersComplete;
+  settings_.on_body = &Parser::onBody;
+  settings_.on_message_complete = &Parser::onMessageCompleteCb;
+  llhttp_init(&parser_, type, &settings_);
+  parser_.data = this;
+}
+
+Parser::Status Parser::fail(int status, std::string reason) {
+  errorStatus_ = status;
+  errorReason_ = std::move(reason);
+  return Status::Error;
+}
+
+long Parser::scanHead(const char* data, size_t len) {
+  for (size_t i = 0; i < len; ++i) {
+    const char c = data[i];
+    if (++headBytes_ > maxHeadBytes_) {
+      fail(431, "request header fields too large");
+      return -1;
+    }
+    if (sawCR_) {
+      if (c != '\n') {
+        fail(400, "bare CR in message head");
+        return -1;
+      }
+      sawCR_ = false;
+      if (lineLength_ == 0 && lines_ > 0) {
+        return static_cast<long>(i + 1);  // blank line: end of head
+      }
+      if (lineLength_ > 0) {
+        ++lines_;
+      }
+      lineLength_ = 0;
+      continue;
+    }
+    if (c == '\r') {
+      sawCR_ = true;
+      continue;
+    }
+    if (c == '\n') {
+      fail(400, "bare LF line ending");
+      return -1;
+    }
+    if (c == '\0') {
+      fail(400, "NUL byte in message head");
+      return -1;
+    }
+    if (lineLength_ == 0 && lines_ > 0 && (c == ' ' || c == '\t')) {
+      fail(400, "obsolete line folding");
+      return -1;
+    }
+    ++lineLength_;
+  }
+  return static_cast<long>(len);
+}
+
+Parser::Status Parser::feed(const char* data, size_t len, size_t& consumed) {
+  consumed = 0;
+  if (!headDone_ && scanHead(data, len) < 0) {
+    return Status::Error;
+  }
+  const llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+  if (stopped_) {
+    return Status::Stopped;
+  }
+  switch (err) {
+    case HPE_OK:
+      consumed = len;
+      return Status::Ok;
+    case HPE_PAUSED:
+      consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
+      return Status::Paused;
+    default:
+      if (errorReason_.empty()) {
+        errorReason_ = llhttp_get_error_reason(&parser_);
+      }
+      return Status::Error;
+  }
+}
+
+Parser::Status Parser::finish() {
+  const llhttp_errno_t err = llhttp_finish(&parser_);
+  if (stopped_) {
+    return Status::Stopped;
+  }
+  if (err == HPE_OK || err == HPE_PAUSED) {
+    return err == HPE_OK ? Status::Ok : Status::Paused;
+  }
+  return fail(400, llhttp_get_error_reason(&parser_));
+}
+
+void Parser::resume() {
+  llhttp_resume(&parser_);
+  inMessage_ = false;
+  headDone_ = false;
+  headBytes_ = 0;
+  lineLength_ = 0;
+  lines_ = 0;
+  sawCR_ = false;
+}
+
+int Parser::onMessageBegin(llhttp_t* p) {
+  Parser* s = self(p);
+  s->head_.reset();
+  s->currentHeader_ = nullptr;
+  s->inValue_ = false;
+  s->inMessage_ = true;
+  s->headDone_ = false;
+  return 0;
+}
+
+int Parser::onUrl(llhttp_t* p, const char* at, size_t len) {
+  self(p)->head_.target.append(at, len);
+  return 0;
+}
+
+int Parser::onStatus(llhttp_t* p, const char* at, size_t len) {
+  self(p)->head_.reason.append(at, len);
+  return 0;
+}
+
+int Parser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
+  Parser* s = self(p);
+  if (s->currentHeader_ == nullptr || s->inValue_) {
+    s->currentHeader_ = &s->head_.headers.appendEmpty();
+    s->inValue_ = false;
+  }
+  s->currentHeader_->name.append(at, len);
+  return 0;
+}
+
+int Parser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
+  Parser* s = self(p);
+  s->currentHeader_->value.append(at, len);
+  return 0;
+}
+
+int Parser::onHeaderValueComplete(llhttp_t* p) {
+  Parser* s = self(p);
+  if (s->currentHeader_ != nullptr) {
+    std::string& v = s->currentHeader_->value;
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) {
+      v.pop_back();
+    }
+  }
+  return 0;
+}
+
+bool Parser::validateHead() {
+  MessageHead& h = head_;
+  const HeaderList& hs = h.headers;
+  const size_t teCount = hs.count("transfer-encoding");
+  const size_t clCount = hs.count("content-length");
+  if (teCount > 0 && clCount > 0) {
+    fail(400, "both Content-Length and Transfer-Encoding");
+    return false;
+  }
+  if (clCount > 1) {
+    fail(400, "duplicate Content-Length");
+    return false;
+  }
+  if (llhttp_get_type(&parser_) == HTTP_REQUEST) {
+    if (teCount > 1 || (teCount == 1 && !iequals(trim(*hs.find("transfer-encoding")), "chunked"))) {
+      fail(400, "unsupported Transfer-Encoding");
+      return false;
+    }
+    if (h.target.empty() || (h.target[0] != '/' && !(h.target == "*" && h.method == HTTP_OPTIONS))) {
+      fail(400, "request target must be in origin form");
+      return false;
+    }
+    const size_t hostCount = hs.count("host");
+    if (hostCount > 1 || (hostCount == 0 && h.versionMinor >= 1)) {
+      fail(400, "exactly one Host header is required");
+      return false;
+    }
+    if (const std::string* expect = hs.find("expect"); expect != nullptr) {
+      h.expectContinue = iequals(trim(*expect), "100-continue");
+    }
+  }
+  return true;
+}
+
+int Parser::onHeadersComplete(llhttp_t* p) {
+  Parser* s = self(p);
+  s->headDone_ = true;
+  MessageHead& h = s->head_;
+  h.versionMajor = llhttp_get_http_major(p);
+  h.versionMinor = llhttp_get_http_minor(p);
+  h.keepAlive = llhttp_should_keep_alive(p) != 0;
+  if (!s->validateHead()) {
+    return -1;
+  }
+  bool noBody = false;
+  if (llhttp_get_type(p) == HTTP_REQUEST) {
+    h.method = static_cast<llhttp_method_t>(llhttp_get_method(p));
+    if (p->flags & F_CHUNKED) {
+      h.body = BodyKind::Chunked;
+    } else if (p->flags & F_CONTENT_LENGTH) {
+      h.body = p->content_length > 0 ? BodyKind::Length : BodyKind::None;
+      h.contentLength = p->content_length;
+    }
+  } else {
+    h.status = llhttp_get_status_code(p);
+    noBody = s->nextResponseNoBody_ || (h.status >= 100 && h.status < 200) || h.status == 204 || h.status == 304;
+    if (noBody) {
+      h.body = BodyKind::None;
+      if (p->flags & F_CONTENT_LENGTH) {
+        h.contentLength = p->content_length;
+      }
+    } else if (p->flags & F_CHUNKED) {
+      h.body = BodyKind::Chunked;
+    } else if (p->flags & F_CONTENT_LENGTH) {
+      h.body = BodyKind::Length;
+      h.contentLength = p->content_length;
+    } else {
+      h.body = BodyKind::UntilClose;
+    }
+    if (h.status >= 200) {
+      s->nextResponseNoBody_ = false;
+    }
+  }
+  if (!s->sink_->onMessageHead(h)) {
+    s->stopped_ = true;
+    return -1;
+  }
+  return noBody ? 1 : 0;
+}
+
+int Parser::onBody(llhttp_t* p, const char* at, size_t len) {
+  Parser* s = self(p);
+  if (!s->sink_->onMessageBody(at, len)) {
+    s->stopped_ = true;
+    return HPE_USER;
+  }
+  return 0;
+}
+
+int Parser::onMessageCompleteCb(llhttp_t* p) {
+  Parser* s = self(p);
+  s->sink_->onMessageComplete();
+  if (s->stopped_) {
+    return HPE_USER;
+  }
+  return HPE_PAUSED;
+}
+
+}  // namespace http

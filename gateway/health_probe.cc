@@ -1,0 +1,84 @@
+#include "gateway/health_probe.h"
+
+#include <algorithm>
+
+#include "common/obs/log.h"
+
+namespace gateway {
+
+HealthProbe::HealthProbe(uv_loop_t* loop, Runtime& rt) : rt_(rt), timer_(loop, [this] { probe(); }) {
+  http::PoolSettings s = rt.upstreamPool;
+  s.maxConnections = 1;
+  s.maxIdleConnections = 1;
+  s.sharedOpenConnections = nullptr;  // the probe never takes a slot from client traffic
+  const uint64_t interval = static_cast<uint64_t>(rt.gateway().upstream.health_interval.count());
+  // A probe answer slower than the interval counts as a failure.
+  s.readTimeoutMs = std::min<uint64_t>(s.readTimeoutMs, std::max<uint64_t>(interval, 100));
+  pool_ = std::make_unique<http::ConnectionPool>(loop, s, &stats_);
+  request_ = "GET " + rt.gateway().upstream.health_path + " HTTP/1.1\r\nHost: " + s.hostHeader +
+             "\r\nUser-Agent: gateway-health-probe\r\n\r\n";
+}
+
+HealthProbe::~HealthProbe() { stop(); }
+
+void HealthProbe::start() { timer_.start(0, static_cast<uint64_t>(rt_.gateway().upstream.health_interval.count())); }
+
+void HealthProbe::stop() {
+  stopped_ = true;
+  timer_.stop();
+  pool_->cancelWait(this);
+  if (current_ != nullptr) {
+    current_->abandon();
+    current_ = nullptr;
+  }
+  pool_->closeIdle();
+}
+
+void HealthProbe::probe() {
+  if (inProbe_ || stopped_) {
+    return;
+  }
+  inProbe_ = true;
+  lastStatus_ = 0;
+  pool_->acquire(this);
+}
+
+void HealthProbe::onUpstreamReady(http::ClientConnection& conn) {
+  current_ = &conn;
+  conn.send(request_);
+  conn.requestSent();
+}
+
+bool HealthProbe::onUpstreamHead(http::ClientConnection&, http::MessageHead& head) {
+  lastStatus_ = head.status;
+  return true;
+}
+
+void HealthProbe::onUpstreamComplete(http::ClientConnection& conn) {
+  current_ = nullptr;
+  conn.release(true);
+  inProbe_ = false;
+  report(lastStatus_ == 200, "status " + std::to_string(lastStatus_));
+}
+
+void HealthProbe::onUpstreamError(http::ClientConnection*, http::UpstreamError error) {
+  current_ = nullptr;
+  inProbe_ = false;
+  report(false, http::upstreamErrorName(error));
+}
+
+void HealthProbe::report(bool healthy, const std::string& why) {
+  rt_.upstreamHealthy.store(healthy, std::memory_order_relaxed);
+  if (lastReported_ != static_cast<int>(healthy)) {
+    lastReported_ = static_cast<int>(healthy);
+    obs::LogFields f;
+    f.str("upstream", rt_.upstreamPool.hostHeader).str("path", rt_.gateway().upstream.health_path).str("result", why);
+    if (healthy) {
+      obs::info("upstream healthy", f);
+    } else {
+      obs::warn("upstream unhealthy", f);
+    }
+  }
+}
+
+}  // namespace gateway

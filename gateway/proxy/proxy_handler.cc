@@ -1,0 +1,447 @@
+#include "gateway/proxy/proxy_handler.h"
+
+#include <algorithm>
+#include <random>
+
+#include "common/http/status.h"
+#include "common/obs/log.h"
+#include "gateway/admin/health.h"
+
+namespace gateway {
+namespace {
+
+// Request body bytes kept so that a failed attempt can be replayed on a new connection. Larger
+// bodies stream through without a copy and are not retried once a byte went upstream.
+constexpr size_t kReplayLimit = 64 * 1024;
+// Above this many buffered bytes the other side stops being read (backpressure).
+constexpr size_t kHighWater = 256 * 1024;
+
+bool isIdempotent(llhttp_method_t m) {
+  return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_PUT || m == HTTP_DELETE;
+}
+
+std::string_view pathOf(const std::string& target) {
+  std::string_view t = target;
+  return t.substr(0, t.find('?'));
+}
+
+void appendChunkHeader(std::string& out, size_t len) {
+  char buf[20];
+  int n = std::snprintf(buf, sizeof buf, "%zx\r\n", len);
+  out.append(buf, static_cast<size_t>(n));
+}
+
+uint64_t fullJitterBackoffMs(const cfg::RetryConfig& r, int retryNumber) {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  const uint64_t base = static_cast<uint64_t>(r.backoff_base.count());
+  const uint64_t cap = static_cast<uint64_t>(r.backoff_max.count());
+  const uint64_t exp = base << std::min(retryNumber - 1, 20);
+  const uint64_t ceiling = std::min(cap, exp);
+  if (ceiling == 0) {
+    return 0;
+  }
+  return std::uniform_int_distribution<uint64_t>(0, ceiling)(rng);
+}
+
+bool retryOnListed(const cfg::RetryConfig& r, std::string_view what) {
+  return std::find(r.retry_on.begin(), r.retry_on.end(), what) != r.retry_on.end();
+}
+
+}  // namespace
+
+ProxyHandler::ProxyHandler(WorkerContext& ctx)
+    : ctx_(ctx),
+      requestTimer_(ctx.loop, [this] { onRequestTimeout(); }),
+      backoffTimer_(ctx.loop, [this] { startAttempt(); }) {}
+
+ProxyHandler::~ProxyHandler() { releaseUpstream(); }
+
+void ProxyHandler::onRequestHead(http::ServerConnection& c) {
+  conn_ = &c;
+  const Runtime& rt = ctx_.runtime;
+  const http::MessageHead& req = c.request();
+  if (serveHealth(pathOf(req.target), c, rt)) {
+    phase_ = Phase::Local;
+    return;
+  }
+  const int64_t limit = rt.gateway().limit_concurrency;
+  if (ctx_.runtime.inFlight.fetch_add(1, std::memory_order_relaxed) >= limit) {
+    ctx_.runtime.inFlight.fetch_sub(1, std::memory_order_relaxed);
+    ctx_.runtime.concurrencyRejected.fetch_add(1, std::memory_order_relaxed);
+    phase_ = Phase::Local;
+    c.sendLocalError(503, "too many requests in flight", "Retry-After: 1\r\n");
+    return;
+  }
+  inFlightCounted_ = true;
+  chunkedBody_ = req.body == http::BodyKind::Chunked;
+  requestEnded_ = req.body == http::BodyKind::None;
+  buildUpstreamHead(c);
+  requestTimer_.start(static_cast<uint64_t>(rt.gateway().request_timeout.count()));
+  upstreamStart_ = std::chrono::steady_clock::now();
+  startAttempt();
+}
+
+void ProxyHandler::buildUpstreamHead(const http::ServerConnection& c) {
+  const http::MessageHead& req = c.request();
+  const std::string& requestIdHeader = ctx_.runtime.gateway().request_id.header;
+  const std::string* connection = req.headers.find("connection");
+  const std::string_view connectionValue = connection != nullptr ? std::string_view(*connection) : std::string_view();
+  const std::string* host = req.headers.find("host");
+  const std::string* xff = nullptr;
+
+  std::string& out = upstreamHead_;
+  out.clear();
+  out.append(req.methodName());
+  out.push_back(' ');
+  out.append(req.target);
+  out.append(" HTTP/1.1\r\n");
+  for (const http::Header& h : req.headers) {
+    if (http::isHopByHop(h.name, connectionValue) || http::iequals(h.name, requestIdHeader) ||
+        http::iequals(h.name, "x-forwarded-proto") || http::iequals(h.name, "x-forwarded-host")) {
+      continue;
+    }
+    if (http::iequals(h.name, "x-forwarded-for")) {
+      xff = &h.value;  // re-emitted below with the client appended (several headers: the last wins)
+      continue;
+    }
+    out.append(h.name);
+    out.append(": ");
+    out.append(h.value);
+    out.append("\r\n");
+  }
+  out.append("X-Forwarded-For: ");
+  if (xff != nullptr && !xff->empty()) {
+    out.append(*xff);
+    out.append(", ");
+  }
+  out.append(c.clientIp());
+  out.append("\r\nX-Forwarded-Proto: ");
+  out.append(ctx_.runtime.gateway().tls.cert_file.empty() ? "http" : "https");
+  if (host != nullptr) {
+    out.append("\r\nX-Forwarded-Host: ");
+    out.append(*host);
+  }
+  out.append("\r\n");
+  out.append(requestIdHeader);
+  out.append(": ");
+  out.append(c.requestId());
+  out.append("\r\n");
+  if (req.body == http::BodyKind::Length) {
+    out.append("Content-Length: ");
+    out.append(std::to_string(req.contentLength));
+    out.append("\r\n");
+  } else if (req.body == http::BodyKind::Chunked) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  }
+  out.append("\r\n");
+}
+
+void ProxyHandler::startAttempt() {
+  ++attempt_;
+  phase_ = Phase::Acquiring;
+  ctx_.upstreamPool.acquire(this);  // may call back synchronously
+}
+
+void ProxyHandler::onUpstreamReady(http::ClientConnection& conn) {
+  if (phase_ != Phase::Acquiring) {
+    conn.release(false);
+    return;
+  }
+  upstream_ = &conn;
+  phase_ = Phase::Proxying;
+  if (conn_->request().method == HTTP_HEAD) {
+    conn.expectNoBody();
+  }
+  conn.send(upstreamHead_);
+  if (!replayBody_.empty()) {
+    conn.send(replayBody_);
+  }
+  if (!pendingBody_.empty()) {
+    conn.send(pendingBody_);
+    if (!bodySentUnreplayable_ && replayBody_.size() + pendingBody_.size() <= kReplayLimit) {
+      replayBody_.append(pendingBody_);
+    } else {
+      bodySentUnreplayable_ = true;
+      replayBody_.clear();
+    }
+    pendingBody_.clear();
+  }
+  if (requestEnded_) {
+    conn.requestSent();
+  }
+  if (conn.bufferedBytes() < kHighWater) {
+    conn_->resumeRequestBody();
+  }
+}
+
+void ProxyHandler::queueBody(std::string_view framed) {
+  if (upstream_ != nullptr && phase_ == Phase::Proxying) {
+    upstream_->send(framed);
+    if (!bodySentUnreplayable_ && replayBody_.size() + framed.size() <= kReplayLimit) {
+      replayBody_.append(framed);
+    } else {
+      bodySentUnreplayable_ = true;
+      replayBody_.clear();
+    }
+    if (upstream_->bufferedBytes() > kHighWater) {
+      conn_->pauseRequestBody();
+    }
+    return;
+  }
+  pendingBody_.append(framed);
+  if (pendingBody_.size() > kHighWater) {
+    conn_->pauseRequestBody();
+  }
+}
+
+void ProxyHandler::onRequestBody(http::ServerConnection&, const char* data, size_t len) {
+  if (phase_ == Phase::Local || phase_ == Phase::Done || phase_ == Phase::Idle) {
+    return;  // answered already; the body is read and dropped
+  }
+  if (chunkedBody_) {
+    std::string framed;
+    framed.reserve(len + 16);
+    appendChunkHeader(framed, len);
+    framed.append(data, len);
+    framed.append("\r\n");
+    queueBody(framed);
+  } else {
+    queueBody({data, len});
+  }
+}
+
+void ProxyHandler::onRequestEnd(http::ServerConnection&) {
+  if (phase_ == Phase::Local || phase_ == Phase::Done || phase_ == Phase::Idle || requestEnded_) {
+    return;
+  }
+  if (chunkedBody_) {
+    queueBody("0\r\n\r\n");
+  }
+  requestEnded_ = true;
+  if (upstream_ != nullptr && phase_ == Phase::Proxying) {
+    upstream_->requestSent();
+  }
+}
+
+bool ProxyHandler::onUpstreamHead(http::ClientConnection&, http::MessageHead& head) {
+  const std::string& requestIdHeader = ctx_.runtime.gateway().request_id.header;
+  const std::string* connection = head.headers.find("connection");
+  const std::string_view connectionValue = connection != nullptr ? std::string_view(*connection) : std::string_view();
+  std::string headers;
+  headers.reserve(512);
+  for (const http::Header& h : head.headers) {
+    if (http::isHopByHop(h.name, connectionValue) || http::iequals(h.name, requestIdHeader)) {
+      continue;
+    }
+    headers.append(h.name);
+    headers.append(": ");
+    headers.append(h.value);
+    headers.append("\r\n");
+  }
+  http::BodyKind kind = head.body;
+  uint64_t length = head.contentLength;
+  if (kind == http::BodyKind::UntilClose) {
+    kind = http::BodyKind::Chunked;
+  } else if (kind == http::BodyKind::None && conn_->request().method == HTTP_HEAD &&
+             head.headers.find("content-length") != nullptr) {
+    kind = http::BodyKind::Length;  // HEAD: announce the length, send no body
+  }
+  upstreamMs_ =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstreamStart_).count();
+  responseHeadSent_ = true;
+  conn_->sendResponseHead(head.status, head.reason, headers, kind, length);
+  return true;
+}
+
+bool ProxyHandler::onUpstreamBody(http::ClientConnection& conn, const char* data, size_t len) {
+  conn_->sendResponseBody(data, len);
+  if (conn_->downstreamBuffered() > kHighWater) {
+    conn.pauseReading();
+  }
+  return true;
+}
+
+void ProxyHandler::onDownstreamDrained(http::ServerConnection&) {
+  if (upstream_ != nullptr) {
+    upstream_->resumeReading();
+  }
+}
+
+void ProxyHandler::onUpstreamDrained(http::ClientConnection&) {
+  if (conn_ != nullptr && phase_ == Phase::Proxying) {
+    conn_->resumeRequestBody();
+  }
+}
+
+void ProxyHandler::onUpstreamComplete(http::ClientConnection& conn) {
+  upstream_ = nullptr;
+  conn.release(requestEnded_);
+  phase_ = Phase::Done;
+  requestTimer_.stop();
+  conn_->endResponse();
+}
+
+bool ProxyHandler::canRetry(http::UpstreamError error) const {
+  const cfg::GatewayConfig& g = ctx_.runtime.gateway();
+  if (attempt_ >= g.upstream.retry.attempts || responseHeadSent_) {
+    return false;
+  }
+  const bool bodyReplayable = !bodySentUnreplayable_;
+  switch (error) {
+    case http::UpstreamError::ConnectFailed:
+    case http::UpstreamError::ConnectTimeout:
+      // Nothing reached the upstream: safe for every method.
+      return retryOnListed(g.upstream.retry, "connect_failure") && bodyReplayable;
+    case http::UpstreamError::Reset:
+      return retryOnListed(g.upstream.retry, "reset") && isIdempotent(conn_->request().method) && bodyReplayable;
+    case http::UpstreamError::ReadTimeout:
+    case http::UpstreamError::WriteTimeout:
+      return retryOnListed(g.upstream.retry, "timeout") && isIdempotent(conn_->request().method) && bodyReplayable;
+    case http::UpstreamError::PoolTimeout:
+    case http::UpstreamError::Protocol:
+      return false;
+  }
+  return false;
+}
+
+void ProxyHandler::onUpstreamError(http::ClientConnection* conn, http::UpstreamError error) {
+  upstream_ = nullptr;
+  if (phase_ != Phase::Acquiring && phase_ != Phase::Proxying) {
+    return;
+  }
+  lastError_ = http::upstreamErrorName(error);
+  if (responseHeadSent_) {
+    phase_ = Phase::Done;
+    conn_->abortResponse();  // a truncated response must not look complete
+    return;
+  }
+  if (canRetry(error)) {
+    ++retries_;
+    ctx_.runtime.upstreamRetries.fetch_add(1, std::memory_order_relaxed);
+    phase_ = Phase::Backoff;
+    // A reused keep-alive connection the upstream had just closed is retried at once: that
+    // failure says nothing about the upstream's health.
+    const bool staleReuse = error == http::UpstreamError::Reset && conn != nullptr && conn->reused() &&
+                            !conn->responseStarted();
+    backoffTimer_.start(staleReuse ? 0 : fullJitterBackoffMs(ctx_.runtime.gateway().upstream.retry, retries_));
+    return;
+  }
+  replyUpstreamError(error);
+}
+
+void ProxyHandler::replyUpstreamError(http::UpstreamError error) {
+  int status = 502;
+  const char* message = "upstream unavailable";
+  switch (error) {
+    case http::UpstreamError::ConnectFailed:
+    case http::UpstreamError::ConnectTimeout:
+      status = 502;
+      message = "upstream connect failed";
+      break;
+    case http::UpstreamError::Reset:
+      status = 502;
+      message = "upstream connection reset";
+      break;
+    case http::UpstreamError::Protocol:
+      status = 502;
+      message = "invalid response from upstream";
+      break;
+    case http::UpstreamError::PoolTimeout:
+      status = 503;
+      message = "upstream connection pool exhausted";
+      break;
+    case http::UpstreamError::ReadTimeout:
+    case http::UpstreamError::WriteTimeout:
+      status = 504;
+      message = "upstream timed out";
+      break;
+  }
+  phase_ = Phase::Done;
+  requestTimer_.stop();
+  backoffTimer_.stop();
+  conn_->sendLocalError(status, message, {}, !requestEnded_);
+}
+
+void ProxyHandler::onRequestTimeout() {
+  if (phase_ != Phase::Acquiring && phase_ != Phase::Proxying && phase_ != Phase::Backoff) {
+    return;
+  }
+  lastError_ = "request_timeout";
+  releaseUpstream();
+  backoffTimer_.stop();
+  phase_ = Phase::Done;
+  if (responseHeadSent_) {
+    conn_->abortResponse();
+    return;
+  }
+  conn_->sendLocalError(504, "request timed out", {}, !requestEnded_);
+}
+
+void ProxyHandler::releaseUpstream() {
+  if (phase_ == Phase::Acquiring) {
+    ctx_.upstreamPool.cancelWait(this);
+  }
+  if (upstream_ != nullptr) {
+    upstream_->abandon();
+    upstream_ = nullptr;
+  }
+  if (phase_ == Phase::Acquiring) {
+    // A connect in flight for us continues and lands in the idle list (ClientConnection::abandon).
+    phase_ = Phase::Done;
+  }
+}
+
+void ProxyHandler::onExchangeAborted(http::ServerConnection&) {
+  releaseUpstream();
+  resetExchange();
+}
+
+void ProxyHandler::onExchangeComplete(http::ServerConnection& c) {
+  const Runtime& rt = ctx_.runtime;
+  ctx_.runtime.requestsTotal.fetch_add(1, std::memory_order_relaxed);
+  if (rt.gateway().logging.access_log && obs::enabled(obs::Level::Info)) {
+    const double durationMs =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c.requestStart()).count();
+    obs::LogFields f;
+    const bool hasRequest = c.hasRequest();
+    f.str("method", hasRequest ? c.request().methodName() : "-")
+        .str("path", hasRequest ? pathOf(c.request().target) : "-")
+        .num("status", c.responseStatus())
+        .num("bytes", static_cast<int64_t>(c.responseBodyBytes()))
+        .real("duration_ms", durationMs)
+        .real("upstream_ms", upstreamMs_)
+        .str("request_id", c.requestId())
+        .str("trace_id", "")
+        .str("client_ip", c.clientIp())
+        .str("cache", "BYPASS")
+        .num("retries", retries_);
+    if (!lastError_.empty()) {
+      f.str("upstream_error", lastError_);
+    }
+    obs::info("access", f);
+  }
+  releaseUpstream();
+  resetExchange();
+}
+
+void ProxyHandler::resetExchange() {
+  requestTimer_.stop();
+  backoffTimer_.stop();
+  if (inFlightCounted_) {
+    ctx_.runtime.inFlight.fetch_sub(1, std::memory_order_relaxed);
+    inFlightCounted_ = false;
+  }
+  phase_ = Phase::Idle;
+  pendingBody_.clear();
+  replayBody_.clear();
+  bodySentUnreplayable_ = false;
+  requestEnded_ = false;
+  chunkedBody_ = false;
+  responseHeadSent_ = false;
+  attempt_ = 0;
+  retries_ = 0;
+  lastError_.clear();
+  upstreamMs_ = -1;
+}
+
+}  // namespace gateway

@@ -1,0 +1,100 @@
+#include "gateway/worker.h"
+
+#include "common/obs/log.h"
+
+namespace gateway {
+
+Worker::Worker(Runtime& rt, int index, std::function<void()> onExit)
+    : rt_(rt), index_(index), onExit_(std::move(onExit)) {
+  uv_loop_init(&loop_);
+  pool_ = std::make_unique<http::ConnectionPool>(&loop_, rt_.upstreamPool, &rt_.upstreamPoolStats);
+  ctx_ = std::make_unique<WorkerContext>(WorkerContext{rt_, &loop_, *pool_});
+  const cfg::GatewayConfig& g = rt_.gateway();
+  http::ServerSettings s;
+  s.maxHeaderBytes = g.max_header_bytes;
+  s.maxBodyBytes = g.max_body_bytes;
+  s.headerTimeoutMs = static_cast<uint64_t>(g.header_timeout.count());
+  s.keepAliveTimeoutMs = static_cast<uint64_t>(g.keep_alive_timeout.count());
+  s.maxRequestsPerConnection = static_cast<uint64_t>(g.max_requests_per_connection);
+  s.requestIdHeader = g.request_id.header;
+  s.maxConnections = g.max_connections;
+  s.connectionCount = &rt_.clientConnections;
+  WorkerContext* ctx = ctx_.get();
+  server_ = std::make_unique<http::Server>(&loop_, s, [ctx] { return std::make_unique<ProxyHandler>(*ctx); });
+  server_->setOnEmpty([this] { maybeExit(); });
+  uv_async_init(&loop_, command_.get(), &Worker::onCommand);
+  command_.markInitialized();
+  command_.get()->data = this;
+}
+
+Worker::~Worker() {
+  join();
+  server_.reset();
+  pool_.reset();
+  command_.close();
+  // Let close callbacks run so every handle's memory is released before the loop goes.
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+}
+
+int Worker::bind(std::string& error) {
+  const cfg::GatewayConfig& g = rt_.gateway();
+  return server_->listen(g.listen.host, g.listen.port, g.backlog, error);
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::run() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  if (onExit_) {
+    onExit_();
+  }
+}
+
+void Worker::drain() {
+  drainRequested_ = true;
+  uv_async_send(command_.get());
+}
+
+void Worker::forceClose() {
+  forceRequested_ = true;
+  uv_async_send(command_.get());
+}
+
+void Worker::join() {
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void Worker::onCommand(uv_async_t* a) {
+  auto* self = static_cast<Worker*>(a->data);
+  if (self == nullptr) {
+    return;
+  }
+  if (self->forceRequested_.load()) {
+    self->stopping_ = true;
+    self->server_->stopListening();
+    self->server_->closeAll();
+    self->maybeExit();
+    return;
+  }
+  if (self->drainRequested_.load() && !self->stopping_) {
+    self->stopping_ = true;
+    self->server_->beginDrain();
+    self->server_->stopListening();  // calls maybeExit when already empty
+  }
+}
+
+void Worker::maybeExit() {
+  if (!stopping_ || server_->connectionCount() != 0) {
+    return;
+  }
+  // Nothing left to serve: close what keeps the loop alive so uv_run returns.
+  pool_->closeIdle();
+  command_.close();
+}
+
+}  // namespace gateway

@@ -1,0 +1,52 @@
+#pragma once
+// One event-loop thread: its own SO_REUSEPORT listener, client connections and upstream pool.
+#include <uv.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "common/http/client.h"
+#include "common/http/server.h"
+#include "common/uv/handle.h"
+#include "gateway/proxy/proxy_handler.h"
+#include "gateway/runtime.h"
+
+namespace gateway {
+
+class Worker {
+ public:
+  // `onExit` runs on the worker thread when its loop has nothing left (after drain or force).
+  Worker(Runtime& rt, int index, std::function<void()> onExit);
+  ~Worker();
+
+  // Binds the listener (on the calling thread, so bind errors stop startup). 0 or an error.
+  int bind(std::string& error);
+  void start();
+  // Thread-safe commands.
+  void drain();       // stop accepting, Connection: close, close idle; exit when empty
+  void forceClose();  // close every connection now
+  void join();
+
+ private:
+  static void onCommand(uv_async_t* a);
+  void run();
+  void maybeExit();
+
+  Runtime& rt_;
+  int index_;
+  std::function<void()> onExit_;
+  uv_loop_t loop_{};
+  std::unique_ptr<http::ConnectionPool> pool_;
+  std::unique_ptr<WorkerContext> ctx_;
+  std::unique_ptr<http::Server> server_;
+  uvx::OwnedHandle<uv_async_t> command_;
+  std::atomic<bool> drainRequested_{false};
+  std::atomic<bool> forceRequested_{false};
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace gateway

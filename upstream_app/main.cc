@@ -1,0 +1,2 @@
+#include <cstdio>
+int main() { std::puts("upstream_app " SIDECAR_VERSION); return 0; }

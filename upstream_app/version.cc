@@ -1,0 +1,1 @@
+namespace app { const char* versionString() { return SIDECAR_VERSION; } }
