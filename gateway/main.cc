@@ -87,6 +87,7 @@ class Process {
     workers_.clear();
     probe_.reset();
     admin_.reset();
+    uvx::releaseLoopState(&loop_);
     uv_run(&loop_, UV_RUN_DEFAULT);
     const int closeRc = uv_loop_close(&loop_);
     if (closeRc != 0) {

@@ -32,6 +32,7 @@ Worker::~Worker() {
   server_.reset();
   pool_.reset();
   command_.close();
+  uvx::releaseLoopState(&loop_);
   // Let close callbacks run so every handle's memory is released before the loop goes.
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);

@@ -8,21 +8,46 @@ namespace {
 
 constexpr size_t kReadBufferSize = 64 * 1024;
 
-// Per-thread state: one read buffer shared by all connections of the loop (data is consumed or
-// copied before the next read), and the list of streams with corked output.
-struct ThreadState {
+}  // namespace
+
+// Per-loop state, hung on loop->data: one read buffer shared by all connections of the loop (data
+// is consumed or copied before the next read), and the streams with corked output, flushed by a
+// prepare handle just before the loop polls.
+struct LoopState {
   char readBuffer[kReadBufferSize];
   bool readBufferInUse = false;
   std::vector<TcpStream*> corked;
   uv_prepare_t* prepare = nullptr;
 };
 
-ThreadState& threadState() {
-  thread_local ThreadState state;
-  return state;
+namespace {
+
+LoopState& loopState(uv_loop_t* loop) {
+  if (loop->data == nullptr) {
+    auto* state = new LoopState;
+    loop->data = state;
+    state->prepare = new uv_prepare_t{};
+    uv_prepare_init(loop, state->prepare);
+    state->prepare->data = state;
+    // Unreferenced: it never keeps the loop alive on its own.
+    uv_unref(reinterpret_cast<uv_handle_t*>(state->prepare));
+    uv_prepare_start(state->prepare, [](uv_prepare_t* p) { TcpStream::flushAllCorked(*static_cast<LoopState*>(p->data)); });
+  }
+  return *static_cast<LoopState*>(loop->data);
 }
 
 }  // namespace
+
+void releaseLoopState(uv_loop_t* loop) {
+  auto* state = static_cast<LoopState*>(loop->data);
+  if (state == nullptr) {
+    return;
+  }
+  loop->data = nullptr;
+  state->prepare->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(state->prepare), [](uv_handle_t* h) { delete reinterpret_cast<uv_prepare_t*>(h); });
+  delete state;
+}
 
 struct TcpStream::WriteRequest {
   uv_write_t req{};
@@ -39,8 +64,8 @@ TcpStream::TcpStream(uv_loop_t* loop, Owner* owner) : loop_(loop), owner_(owner)
 TcpStream::~TcpStream() {
   // The handle must be closed (onStreamClosed delivered) before the stream is destroyed.
   assert(!initialized_ || closing_);
-  auto& corked = threadState().corked;
   if (flushScheduled_) {
+    auto& corked = loopState(loop_).corked;
     corked.erase(std::remove(corked.begin(), corked.end(), this), corked.end());
   }
   for (WriteRequest* w : inFlight_) {
@@ -82,8 +107,8 @@ void TcpStream::readStop() {
   reading_ = false;
 }
 
-void TcpStream::onAlloc(uv_handle_t*, size_t, uv_buf_t* buf) {
-  ThreadState& ts = threadState();
+void TcpStream::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  LoopState& ts = loopState(h->loop);
   if (ts.readBufferInUse) {
     // A read callback re-entered the loop (not expected); fall back to a private buffer.
     buf->base = new char[kReadBufferSize];
@@ -96,7 +121,7 @@ void TcpStream::onAlloc(uv_handle_t*, size_t, uv_buf_t* buf) {
 }
 
 void TcpStream::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  ThreadState& ts = threadState();
+  LoopState& ts = loopState(s->loop);
   const bool shared = buf->base == ts.readBuffer;
   auto* self = static_cast<TcpStream*>(s->data);
   if (nread > 0 && self != nullptr && !self->closing_) {
@@ -125,37 +150,30 @@ void TcpStream::scheduleFlush() {
     return;
   }
   flushScheduled_ = true;
-  ThreadState& ts = threadState();
-  ts.corked.push_back(this);
-  if (ts.prepare == nullptr) {
-    // One prepare handle per loop thread, unreferenced so it never keeps the loop alive.
-    ts.prepare = new uv_prepare_t{};
-    uv_prepare_init(loop_, ts.prepare);
-    uv_unref(reinterpret_cast<uv_handle_t*>(ts.prepare));
-    uv_prepare_start(ts.prepare, [](uv_prepare_t*) { TcpStream::flushAllCorked(); });
-  }
+  loopState(loop_).corked.push_back(this);
 }
 
-void TcpStream::flushAllCorked() {
-  ThreadState& ts = threadState();
-  // flush() may close streams, which edits the list; work on a snapshot.
+void TcpStream::flushAllCorked(LoopState& state) {
+  // Work on a snapshot: flush() never calls back into owners, and streams are destroyed only
+  // from close callbacks, which do not run during the prepare phase.
   std::vector<TcpStream*> streams;
-  streams.swap(ts.corked);
+  streams.swap(state.corked);
   for (TcpStream* s : streams) {
     s->flushScheduled_ = false;
   }
   for (TcpStream* s : streams) {
-    // A stream destroyed during this loop removed itself from ts.corked, not from the snapshot,
-    // so check membership via the flag protocol: destroyed streams were erased above only if
-    // still scheduled. Streams are destroyed only from close callbacks, which run after prepare.
     s->flush();
+  }
+  if (state.corked.empty()) {
+    state.corked.swap(streams);  // keep the capacity
+    state.corked.clear();
   }
 }
 
 void TcpStream::flush() {
   if (flushScheduled_) {
-    ThreadState& ts = threadState();
-    ts.corked.erase(std::remove(ts.corked.begin(), ts.corked.end(), this), ts.corked.end());
+    auto& corked = loopState(loop_).corked;
+    corked.erase(std::remove(corked.begin(), corked.end(), this), corked.end());
     flushScheduled_ = false;
   }
   if (corked_.empty() || closing_) {

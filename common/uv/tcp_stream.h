@@ -11,6 +11,12 @@
 
 namespace uvx {
 
+struct LoopState;
+
+// Frees the per-loop state TcpStream keeps in loop->data (call once no stream is left, before the
+// last uv_run that precedes uv_loop_close).
+void releaseLoopState(uv_loop_t* loop);
+
 class TcpStream {
  public:
   // Implemented by the object that owns the stream. All callbacks run on the loop thread.
@@ -59,8 +65,8 @@ class TcpStream {
   int fd() const;
   uv_tcp_t* handle() { return &tcp_; }
 
-  // Flushes every stream with corked output on this thread; called from a uv_prepare handle.
-  static void flushAllCorked();
+  // Flushes every stream with corked output on a loop; called from its uv_prepare handle.
+  static void flushAllCorked(LoopState& state);
 
  private:
   struct WriteRequest;

@@ -1,0 +1,34 @@
+#pragma once
+// upstream_app's request path: the body is collected (bounded), then one route answers.
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/config/app_config.h"
+#include "common/http/server.h"
+
+namespace app {
+
+class AppContext;
+
+class AppHandler : public http::RequestHandler {
+ public:
+  explicit AppHandler(AppContext& ctx) : ctx_(ctx) {}
+  void onRequestHead(http::ServerConnection& c) override;
+  void onRequestBody(http::ServerConnection& c, const char* data, size_t len) override;
+  void onRequestEnd(http::ServerConnection& c) override;
+  void onExchangeAborted(http::ServerConnection& c) override;
+  void onExchangeComplete(http::ServerConnection& c) override;
+
+ private:
+  void dispatch(http::ServerConnection& c);
+
+  AppContext& ctx_;
+  std::string body_;
+  bool answered_ = false;
+  // Handed (weakly) to asynchronous work; reset when the exchange ends or the handler goes, so a
+  // late answer for a gone client is dropped instead of touching freed memory.
+  std::shared_ptr<http::ServerConnection*> pending_;
+};
+
+}  // namespace app
