@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -17,6 +18,8 @@ namespace {
 
 // Pipelined bytes buffered while a response is in progress before reading stops.
 constexpr size_t kMaxPipelinedBytes = 64 * 1024;
+// How long an idle keep-alive connection stays open once draining starts.
+constexpr uint64_t kDrainIdleGraceMs = 1000;
 
 void appendNumber(std::string& out, uint64_t v) {
   char buf[24];
@@ -185,6 +188,7 @@ bool ServerConnection::onMessageHead(MessageHead& head) {
   // A bodiless request is complete now, so a reply made from onRequestHead keeps the connection.
   requestDone_ = head.body == BodyKind::None;
   if (head.body == BodyKind::Length && head.contentLength > s.maxBodyBytes) {
+    mayHaveUnreadInput_ = true;
     sendLocalError(413, "request body too large", {}, true);
     return false;
   }
@@ -240,6 +244,7 @@ void ServerConnection::failRequest(int status, std::string_view message) {
     }
   }
   timer_.stop();
+  mayHaveUnreadInput_ = true;
   sendLocalError(status, message, {}, true);
 }
 
@@ -338,6 +343,7 @@ void ServerConnection::endResponse() {
     // Answered before the request body was read (an early error): the rest of the body would be
     // read as the next request, so this connection ends here.
     closeAfterResponse_ = true;
+    mayHaveUnreadInput_ = true;
     if (handler_) {
       handler_->onExchangeComplete(*this);
     }
@@ -417,14 +423,13 @@ void ServerConnection::startClose(bool graceful) {
   }
   state_ = State::Closing;
   timer_.stop();
-  if (!graceful || peerClosed_) {
-    if (graceful) {
-      stream_.shutdownWrite();
-      // Give the kernel the queued response before the handle goes; the linger timer closes.
-      timer_.start(server_.settings().lingerTimeoutMs);
-      return;
-    }
+  if (!graceful) {
     stream_.close();
+    return;
+  }
+  if (!mayHaveUnreadInput_ || peerClosed_) {
+    stream_.closeAfterFlush();
+    timer_.start(server_.settings().lingerTimeoutMs);  // bounds a peer that stops reading
     return;
   }
   // Lingering close: send what is queued, then FIN, and keep reading (discarding) so that unread
@@ -445,7 +450,9 @@ void ServerConnection::closeIfIdle() {
   if (fd >= 0 && ::recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
     return;
   }
-  startClose(true);
+  // A client that just got a response may be sending its next request right now; closing
+  // under it would lose that request. Give busy clients a moment, then close.
+  timer_.start(std::min<uint64_t>(kDrainIdleGraceMs, server_.settings().keepAliveTimeoutMs));
 }
 
 void ServerConnection::onStreamEnd(int status) {

@@ -152,6 +152,8 @@ class ServerConnection : public uvx::TcpStream::Owner, public Parser::Sink {
   bool responseStarted_ = false;
   bool responseDone_ = false;
   bool closeAfterResponse_ = false;
+  // Set when request bytes may still be unread when we close (an early or error reply).
+  bool mayHaveUnreadInput_ = false;
   bool peerClosed_ = false;
   bool bodyPaused_ = false;
   bool driving_ = false;

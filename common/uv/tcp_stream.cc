@@ -186,6 +186,7 @@ void TcpStream::flush() {
     if (n == static_cast<int>(corked_.size())) {
       corked_.clear();
       startShutdownIfReady();
+      owner_->onStreamDrained();
       return;
     }
     if (n > 0) {
@@ -193,6 +194,9 @@ void TcpStream::flush() {
     } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
       // The write failed for good (peer reset); reading reports the end to the owner.
       corked_.clear();
+      if (closeAfterShutdown_) {
+        close();
+      }
       return;
     }
   }
@@ -249,10 +253,24 @@ void TcpStream::startShutdownIfReady() {
   auto* req = new uv_shutdown_t{};
   if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), &TcpStream::onShutdownDone) != 0) {
     delete req;
+    if (closeAfterShutdown_) {
+      close();
+    }
   }
 }
 
-void TcpStream::onShutdownDone(uv_shutdown_t* req, int) { delete req; }
+void TcpStream::closeAfterFlush() {
+  closeAfterShutdown_ = true;
+  shutdownWrite();
+}
+
+void TcpStream::onShutdownDone(uv_shutdown_t* req, int status) {
+  auto* self = static_cast<TcpStream*>(req->handle->data);
+  delete req;
+  if (status != UV_ECANCELED && self != nullptr && self->closeAfterShutdown_) {
+    self->close();
+  }
+}
 
 void TcpStream::onConnectDone(uv_connect_t* req, int status) {
   auto* self = static_cast<TcpStream*>(req->data);

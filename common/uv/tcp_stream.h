@@ -57,6 +57,8 @@ class TcpStream {
 
   // Flushes, waits for in-flight writes, then shuts down the write side. Reading continues.
   void shutdownWrite();
+  // Flushes, waits for in-flight writes, sends FIN, then closes (onStreamClosed() follows).
+  void closeAfterFlush();
   // Closes the handle (pending writes are cancelled); onStreamClosed() follows. Idempotent.
   void close();
   bool closing() const { return closing_; }
@@ -89,6 +91,7 @@ class TcpStream {
   bool flushScheduled_ = false;
   bool shutdownWanted_ = false;
   bool shutdownStarted_ = false;
+  bool closeAfterShutdown_ = false;
   std::string corked_;
   size_t inFlightBytes_ = 0;
   std::vector<WriteRequest*> inFlight_;

@@ -1,0 +1,1 @@
+"""Shared test harness: free ports and the real PostgreSQL/PgBouncer/Redis stack (stdlib only)."""
