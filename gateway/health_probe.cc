@@ -26,7 +26,7 @@ void HealthProbe::start() { timer_.start(0, static_cast<uint64_t>(rt_.gateway().
 void HealthProbe::stop() {
   stopped_ = true;
   timer_.stop();
-  pool_->cancelWait(this);
+  pool_->cancel(this);
   if (current_ != nullptr) {
     current_->abandon();
     current_ = nullptr;

@@ -63,6 +63,7 @@ void ClientConnection::onStreamConnected(int status) {
   }
   ClientUser* user = user_;
   user_ = nullptr;
+  user->connecting_ = nullptr;
   pool_.stats_->active.fetch_add(1, std::memory_order_relaxed);
   assign(user);
   user->onUpstreamReady(*this);
@@ -221,6 +222,9 @@ void ClientConnection::onStreamDrained() {
 void ClientConnection::fail(UpstreamError error) {
   ClientUser* user = user_;
   user_ = nullptr;
+  if (user != nullptr && user->connecting_ == this) {
+    user->connecting_ = nullptr;
+  }
   close();
   if (user != nullptr) {
     user->onUpstreamError(this, error);
@@ -315,10 +319,7 @@ void ConnectionPool::acquire(ClientUser* user) {
     return;
   }
   if (reserveSlot()) {
-    ++open_;
-    auto* c = new ClientConnection(*this, loop_);
-    c->user_ = user;
-    c->connect();
+    openFor(user);
     return;
   }
   user->waiting_ = true;
@@ -336,7 +337,23 @@ void ConnectionPool::acquire(ClientUser* user) {
   }
 }
 
-void ConnectionPool::cancelWait(ClientUser* user) {
+void ConnectionPool::openFor(ClientUser* user) {
+  ++open_;
+  auto* c = new ClientConnection(*this, loop_);
+  c->user_ = user;
+  user->connecting_ = c;
+  c->connect();  // may fail synchronously, which reports to the user and clears connecting_
+}
+
+void ConnectionPool::cancel(ClientUser* user) {
+  if (user->connecting_ != nullptr) {
+    user->connecting_->abandon();  // keeps connecting; joins the idle list when done
+    user->connecting_ = nullptr;
+  }
+  unlinkWaiter(user);
+}
+
+void ConnectionPool::unlinkWaiter(ClientUser* user) {
   if (!user->waiting_) {
     return;
   }
@@ -358,7 +375,7 @@ void ConnectionPool::onWaitTimer() {
   const uint64_t now = uv_now(loop_);
   while (waitHead_ != nullptr && waitHead_->waitDeadlineMs_ <= now) {
     ClientUser* u = waitHead_;
-    cancelWait(u);
+    unlinkWaiter(u);
     u->onUpstreamError(nullptr, UpstreamError::PoolTimeout);
   }
   if (waitHead_ != nullptr) {
@@ -369,7 +386,7 @@ void ConnectionPool::onWaitTimer() {
 void ConnectionPool::pushIdle(ClientConnection* c) {
   if (waitHead_ != nullptr) {
     ClientUser* u = waitHead_;
-    cancelWait(u);
+    unlinkWaiter(u);
     stats_->active.fetch_add(1, std::memory_order_relaxed);
     c->assign(u);
     u->onUpstreamReady(*c);
@@ -416,11 +433,8 @@ void ConnectionPool::onConnectionClosed() {
 void ConnectionPool::serveWaiters() {
   while (waitHead_ != nullptr && !closing_ && reserveSlot()) {
     ClientUser* u = waitHead_;
-    cancelWait(u);
-    ++open_;
-    auto* c = new ClientConnection(*this, loop_);
-    c->user_ = u;
-    c->connect();
+    unlinkWaiter(u);
+    openFor(u);
   }
 }
 

@@ -56,6 +56,8 @@ class ClientUser {
   ClientUser* waitPrev_ = nullptr;
   uint64_t waitDeadlineMs_ = 0;
   bool waiting_ = false;
+  // A connection being opened for this user (owned by ConnectionPool).
+  ClientConnection* connecting_ = nullptr;
 };
 
 struct PoolSettings {
@@ -152,8 +154,9 @@ class ConnectionPool {
   // new one when under the limit (onUpstreamReady after connect), or a place in the wait queue
   // (onUpstreamError(nullptr, PoolTimeout) after pool_timeout).
   void acquire(ClientUser* user);
-  // Withdraws a waiting user (the downstream went away).
-  void cancelWait(ClientUser* user);
+  // Withdraws a user from the wait queue or from a connection being opened for it (the downstream
+  // went away). No callback reaches the user afterwards.
+  void cancel(ClientUser* user);
   // Closes idle connections and refuses new work (shutdown).
   void closeIdle();
   const PoolSettings& settings() const { return settings_; }
@@ -169,6 +172,8 @@ class ConnectionPool {
   void releaseSlot();
   void serveWaiters();
   void onWaitTimer();
+  void unlinkWaiter(ClientUser* user);
+  void openFor(ClientUser* user);
 
   uv_loop_t* loop_;
   PoolSettings settings_;

@@ -127,7 +127,7 @@ class RedisClient {
 
   void startConnect();
   void connectTo(const std::string& address);
-  void onConnected(bool ok, const std::string& error);
+  void onConnected();
   void onHandshakeReply(uint64_t step, redisReply* reply);
   void becomeReady();
   void onReply(redisAsyncContext* ac, redisReply* reply, uint64_t id);
@@ -156,6 +156,7 @@ class RedisClient {
   redisAsyncContext* context_ = nullptr;
   Resolve* resolve_ = nullptr;
   uint64_t handshakeSteps_ = 0;  // handshake replies still expected
+  std::string connectError_;     // a handshake failure found inside hiredis' connect callback
 
   uvx::OwnedHandle<uv_timer_t> connectTimer_;   // connect timeout while Connecting, backoff while Disconnected
   uvx::OwnedHandle<uv_timer_t> deadlineTimer_;  // earliest command deadline or stall check

@@ -25,12 +25,6 @@ std::string_view pathOf(const std::string& target) {
   return t.substr(0, t.find('?'));
 }
 
-void appendChunkHeader(std::string& out, size_t len) {
-  char buf[20];
-  int n = std::snprintf(buf, sizeof buf, "%zx\r\n", len);
-  out.append(buf, static_cast<size_t>(n));
-}
-
 uint64_t fullJitterBackoffMs(const cfg::RetryConfig& r, int retryNumber) {
   thread_local std::minstd_rand rng{std::random_device{}()};
   const uint64_t base = static_cast<uint64_t>(r.backoff_base.count());
@@ -199,12 +193,11 @@ void ProxyHandler::onRequestBody(http::ServerConnection&, const char* data, size
     return;  // answered already; the body is read and dropped
   }
   if (chunkedBody_) {
-    std::string framed;
-    framed.reserve(len + 16);
-    appendChunkHeader(framed, len);
-    framed.append(data, len);
-    framed.append("\r\n");
-    queueBody(framed);
+    char size[20];
+    const int n = std::snprintf(size, sizeof size, "%zx\r\n", len);
+    queueBody({size, static_cast<size_t>(n)});
+    queueBody({data, len});
+    queueBody("\r\n");
   } else {
     queueBody({data, len});
   }
@@ -378,16 +371,12 @@ void ProxyHandler::onRequestTimeout() {
 }
 
 void ProxyHandler::releaseUpstream() {
-  if (phase_ == Phase::Acquiring) {
-    ctx_.upstreamPool.cancelWait(this);
-  }
+  // Withdraws us from the pool's wait queue and from a connect in flight for us (that connection
+  // finishes connecting and joins the idle list).
+  ctx_.upstreamPool.cancel(this);
   if (upstream_ != nullptr) {
     upstream_->abandon();
     upstream_ = nullptr;
-  }
-  if (phase_ == Phase::Acquiring) {
-    // A connect in flight for us continues and lands in the idle list (ClientConnection::abandon).
-    phase_ = Phase::Done;
   }
 }
 
