@@ -21,18 +21,6 @@ constexpr size_t kMaxPipelinedBytes = 64 * 1024;
 // How long an idle keep-alive connection stays open once draining starts.
 constexpr uint64_t kDrainIdleGraceMs = 1000;
 
-void appendNumber(std::string& out, uint64_t v) {
-  char buf[24];
-  auto res = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, res.ptr);
-}
-
-void appendHex(std::string& out, uint64_t v) {
-  char buf[24];
-  auto res = std::to_chars(buf, buf + sizeof buf, v, 16);
-  out.append(buf, res.ptr);
-}
-
 std::string peerAddress(uv_tcp_t* tcp) {
   sockaddr_storage ss{};
   int len = sizeof ss;
@@ -283,32 +271,32 @@ void ServerConnection::sendResponseHead(int status, std::string_view reason, std
     closeAfterResponse_ = !shouldKeepAlive() || body == BodyKind::UntilClose;
   }
 
-  std::string out;
-  out.reserve(128 + headers.size());
-  out.append("HTTP/1.1 ");
-  appendNumber(out, static_cast<uint64_t>(status));
-  out.push_back(' ');
-  out.append(reason.empty() ? reasonPhrase(status) : reason);
-  out.append("\r\n");
-  out.append(headers);
-  out.append(server_.settings().requestIdHeader);
-  out.append(": ");
-  out.append(requestId_);
-  out.append("\r\n");
+  // Appended piecewise to the stream's corked buffer: no allocation once the buffer is warm.
+  char number[24];
+  stream_.write("HTTP/1.1 ");
+  stream_.write({number, static_cast<size_t>(std::to_chars(number, number + sizeof number, status).ptr - number)});
+  stream_.write(" ");
+  stream_.write(reason.empty() ? reasonPhrase(status) : reason);
+  stream_.write("\r\n");
+  stream_.write(headers);
+  stream_.write(server_.settings().requestIdHeader);
+  stream_.write(": ");
+  stream_.write(requestId_);
+  stream_.write("\r\n");
   if (body == BodyKind::Length || (body == BodyKind::None && status != 204 && status != 304 && status >= 200)) {
-    out.append("Content-Length: ");
-    appendNumber(out, contentLength);
-    out.append("\r\n");
+    stream_.write("Content-Length: ");
+    stream_.write(
+        {number, static_cast<size_t>(std::to_chars(number, number + sizeof number, contentLength).ptr - number)});
+    stream_.write("\r\n");
   } else if (body == BodyKind::Chunked) {
-    out.append("Transfer-Encoding: chunked\r\n");
+    stream_.write("Transfer-Encoding: chunked\r\n");
   }
   if (closeAfterResponse_) {
-    out.append("Connection: close\r\n");
+    stream_.write("Connection: close\r\n");
   } else if (http10) {
-    out.append("Connection: keep-alive\r\n");
+    stream_.write("Connection: keep-alive\r\n");
   }
-  out.append("\r\n");
-  stream_.write(out);
+  stream_.write("\r\n");
 }
 
 void ServerConnection::sendResponseBody(const char* data, size_t len) {
@@ -320,10 +308,11 @@ void ServerConnection::sendResponseBody(const char* data, size_t len) {
   }
   responseBodyBytes_ += len;
   if (responseBody_ == BodyKind::Chunked) {
-    std::string size;
-    appendHex(size, len);
-    size.append("\r\n");
-    stream_.write(size);
+    char size[24];
+    char* end = std::to_chars(size, size + sizeof size - 2, len, 16).ptr;
+    *end++ = '\r';
+    *end++ = '\n';
+    stream_.write({size, static_cast<size_t>(end - size)});
     stream_.write({data, len});
     stream_.write("\r\n");
   } else {

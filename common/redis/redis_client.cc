@@ -48,6 +48,25 @@ bool changesReplyProtocol(const std::string& name) {
   return false;
 }
 
+// Distinct numeric addresses of a getaddrinfo result, in its order.
+std::vector<std::string> addressStrings(const addrinfo* res) {
+  std::vector<std::string> out;
+  for (const addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    char buf[INET6_ADDRSTRLEN] = {0};
+    if (a->ai_family == AF_INET) {
+      uv_ip4_name(reinterpret_cast<const sockaddr_in*>(a->ai_addr), buf, sizeof(buf));
+    } else if (a->ai_family == AF_INET6) {
+      uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(a->ai_addr), buf, sizeof(buf));
+    } else {
+      continue;
+    }
+    if (buf[0] != '\0' && std::find(out.begin(), out.end(), buf) == out.end()) {
+      out.emplace_back(buf);
+    }
+  }
+  return out;
+}
+
 std::string contextError(const redisAsyncContext* ac, const char* fallback) {
   if (ac != nullptr && ac->c.err != 0 && ac->c.errstr[0] != '\0') {
     return ac->c.errstr;
@@ -135,6 +154,8 @@ bool RedisClient::start(std::string* error) {
 void RedisClient::startConnect() {
   state_ = State::Connecting;
   connectError_.clear();
+  addresses_.clear();
+  addressIndex_ = 0;
   uv_timer_start(connectTimer_.get(), &RedisClient::onConnectTimerThunk,
                  static_cast<uint64_t>(options_.connectTimeout.count()), 0);
   if (!endpoint_.unixPath.empty()) {
@@ -166,16 +187,7 @@ void RedisClient::startConnect() {
 void RedisClient::onResolvedThunk(uv_getaddrinfo_t* req, int status, addrinfo* res) {
   auto* resolve = static_cast<Resolve*>(req->data);
   RedisClient* self = resolve->owner;
-  std::string address;
-  if (status == 0 && res != nullptr) {
-    char buf[INET6_ADDRSTRLEN] = {0};
-    if (res->ai_family == AF_INET) {
-      uv_ip4_name(reinterpret_cast<const sockaddr_in*>(res->ai_addr), buf, sizeof(buf));
-    } else if (res->ai_family == AF_INET6) {
-      uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(res->ai_addr), buf, sizeof(buf));
-    }
-    address = buf;
-  }
+  std::vector<std::string> addresses = status == 0 ? addressStrings(res) : std::vector<std::string>{};
   if (res != nullptr) {
     uv_freeaddrinfo(res);
   }
@@ -184,12 +196,25 @@ void RedisClient::onResolvedThunk(uv_getaddrinfo_t* req, int status, addrinfo* r
     return;  // cancelled: the client gave up on this attempt or is gone
   }
   self->resolve_ = nullptr;
-  if (address.empty()) {
+  if (addresses.empty()) {
     self->connectionFailed("resolve " + self->endpoint_.host + ": " +
                            (status != 0 ? uv_strerror(status) : "no IPv4/IPv6 address"));
     return;
   }
-  self->connectTo(address);
+  // In getaddrinfo's order (RFC 6724); "localhost" often gives ::1 first while a server listens on
+  // 127.0.0.1 only, so a refused address moves on to the next.
+  self->addresses_ = std::move(addresses);
+  self->addressIndex_ = 0;
+  self->connectTo(self->addresses_[0]);
+}
+
+bool RedisClient::connectNextAddress() {
+  if (state_ != State::Connecting || addressIndex_ + 1 >= addresses_.size()) {
+    return false;
+  }
+  ++addressIndex_;
+  connectTo(addresses_[addressIndex_]);
+  return true;
 }
 
 void RedisClient::cancelResolve() {
@@ -213,7 +238,9 @@ void RedisClient::connectTo(const std::string& address) {
   if (ac->err != 0) {
     std::string why = contextError(ac, "connect failed");
     redisAsyncFree(ac);
-    connectionFailed("connect to " + endpoint_.describe() + ": " + why);
+    if (!connectNextAddress()) {
+      connectionFailed("connect to " + endpoint_.describe() + ": " + why);
+    }
     return;
   }
   if (redisLibuvAttach(ac, loop_) != REDIS_OK) {
@@ -244,7 +271,9 @@ void RedisClient::onConnectThunk(const redisAsyncContext* ac, int status) {
     std::string why = contextError(ac, "connect failed");
     const_cast<redisAsyncContext*>(ac)->data = nullptr;
     self->context_ = nullptr;
-    self->connectionFailed("connect to " + self->endpoint_.describe() + ": " + why);
+    if (!self->connectNextAddress()) {
+      self->connectionFailed("connect to " + self->endpoint_.describe() + ": " + why);
+    }
     return;
   }
   self->onConnected();

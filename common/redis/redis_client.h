@@ -127,6 +127,8 @@ class RedisClient {
 
   void startConnect();
   void connectTo(const std::string& address);
+  // After a failed connect to one resolved address: tries the next one. False when none is left.
+  bool connectNextAddress();
   void onConnected();
   void onHandshakeReply(uint64_t step, redisReply* reply);
   void becomeReady();
@@ -155,6 +157,8 @@ class RedisClient {
   bool started_ = false;
   redisAsyncContext* context_ = nullptr;
   Resolve* resolve_ = nullptr;
+  std::vector<std::string> addresses_;  // resolved addresses of the host, tried in order
+  size_t addressIndex_ = 0;
   uint64_t handshakeSteps_ = 0;  // handshake replies still expected
   std::string connectError_;     // a handshake failure found inside hiredis' connect callback
 

@@ -1,6 +1,7 @@
 #include "gateway/proxy/proxy_handler.h"
 
 #include <algorithm>
+#include <charconv>
 #include <random>
 
 #include "common/http/status.h"
@@ -121,8 +122,9 @@ void ProxyHandler::buildUpstreamHead(const http::ServerConnection& c) {
   out.append(c.requestId());
   out.append("\r\n");
   if (req.body == http::BodyKind::Length) {
+    char number[24];
     out.append("Content-Length: ");
-    out.append(std::to_string(req.contentLength));
+    out.append(number, std::to_chars(number, number + sizeof number, req.contentLength).ptr);
     out.append("\r\n");
   } else if (req.body == http::BodyKind::Chunked) {
     out.append("Transfer-Encoding: chunked\r\n");
@@ -220,8 +222,8 @@ bool ProxyHandler::onUpstreamHead(http::ClientConnection&, http::MessageHead& he
   const std::string& requestIdHeader = ctx_.runtime.gateway().request_id.header;
   const std::string* connection = head.headers.find("connection");
   const std::string_view connectionValue = connection != nullptr ? std::string_view(*connection) : std::string_view();
-  std::string headers;
-  headers.reserve(512);
+  std::string& headers = responseHeaders_;
+  headers.clear();
   for (const http::Header& h : head.headers) {
     if (http::isHopByHop(h.name, connectionValue) || http::iequals(h.name, requestIdHeader)) {
       continue;

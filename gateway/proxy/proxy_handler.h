@@ -61,6 +61,7 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser {
   uvx::Timer backoffTimer_;
   Phase phase_ = Phase::Idle;
   std::string upstreamHead_;
+  std::string responseHeaders_;  // reused per response
   std::string pendingBody_;  // framed body bytes not yet handed to an upstream connection
   std::string replayBody_;   // framed body bytes already sent, kept while small enough to resend
   bool bodySentUnreplayable_ = false;
