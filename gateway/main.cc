@@ -16,6 +16,7 @@
 #include "common/uv/handle.h"
 #include "common/uv/timer.h"
 #include "gateway/admin/admin_handler.h"
+#include "gateway/filters/registry.h"
 #include "gateway/health_probe.h"
 #include "gateway/runtime.h"
 #include "gateway/worker.h"
@@ -231,6 +232,7 @@ int main(int argc, char** argv) {
   pool.writeTimeoutMs = static_cast<uint64_t>(g.upstream.write_timeout.count());
   pool.poolTimeoutMs = static_cast<uint64_t>(g.upstream.pool_timeout.count());
   pool.sharedOpenConnections = &rt->upstreamOpenConnections;
+  rt->filters = gateway::buildFilterChain(g);
 
   int rc = 0;
   {

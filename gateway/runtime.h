@@ -6,12 +6,14 @@
 
 #include "common/config/app_config.h"
 #include "common/http/client.h"
+#include "gateway/filters/filter.h"
 
 namespace gateway {
 
 struct Runtime {
   cfg::Config config;
   http::PoolSettings upstreamPool;  // resolved once at startup
+  FilterChain filters;              // built once at startup, shared read-only by workers
 
   std::atomic<int64_t> clientConnections{0};
   std::atomic<int64_t> inFlight{0};

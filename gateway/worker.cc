@@ -8,7 +8,7 @@ Worker::Worker(Runtime& rt, int index, std::function<void()> onExit)
     : rt_(rt), index_(index), onExit_(std::move(onExit)) {
   uv_loop_init(&loop_);
   pool_ = std::make_unique<http::ConnectionPool>(&loop_, rt_.upstreamPool, &rt_.upstreamPoolStats);
-  ctx_ = std::make_unique<WorkerContext>(WorkerContext{rt_, &loop_, *pool_});
+  ctx_ = std::make_unique<WorkerContext>(WorkerContext{rt_, &loop_, *pool_, rt_.filters});
   const cfg::GatewayConfig& g = rt_.gateway();
   http::ServerSettings s;
   s.maxHeaderBytes = g.max_header_bytes;

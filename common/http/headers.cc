@@ -57,6 +57,25 @@ void HeaderList::add(std::string_view name, std::string_view value) {
   h.value.assign(value);
 }
 
+void HeaderList::set(std::string_view name, std::string_view value) {
+  remove(name);
+  add(name, value);
+}
+
+void HeaderList::remove(std::string_view name) {
+  size_t kept = 0;
+  for (size_t i = 0; i < size_; ++i) {
+    if (iequals(items_[i].name, name)) {
+      continue;
+    }
+    if (kept != i) {
+      std::swap(items_[kept], items_[i]);  // swaps keep every string's capacity for reuse
+    }
+    ++kept;
+  }
+  size_ = kept;
+}
+
 const std::string* HeaderList::find(std::string_view name) const {
   for (size_t i = 0; i < size_; ++i) {
     if (iequals(items_[i].name, name)) {

@@ -31,6 +31,10 @@ class HeaderList {
   // Appends an empty header and returns it for the parser to fill incrementally.
   Header& appendEmpty();
   void add(std::string_view name, std::string_view value);
+  // Replaces every `name` header with one of the given value (or adds it).
+  void set(std::string_view name, std::string_view value);
+  // Removes every `name` header, keeping the order of the others.
+  void remove(std::string_view name);
   // First value of `name`, or nullptr.
   const std::string* find(std::string_view name) const;
   size_t count(std::string_view name) const;

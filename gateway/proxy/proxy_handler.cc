@@ -47,31 +47,60 @@ bool retryOnListed(const cfg::RetryConfig& r, std::string_view what) {
 ProxyHandler::ProxyHandler(WorkerContext& ctx)
     : ctx_(ctx),
       requestTimer_(ctx.loop, [this] { onRequestTimeout(); }),
-      backoffTimer_(ctx.loop, [this] { startAttempt(); }) {}
+      backoffTimer_(ctx.loop, [this] { startAttempt(); }) {
+  filters_.reserve(ctx.filters.size());
+  for (const auto& factory : ctx.filters) {
+    filters_.push_back(factory->createFilter(ctx));
+  }
+}
 
 ProxyHandler::~ProxyHandler() { releaseUpstream(); }
 
 void ProxyHandler::onRequestHead(http::ServerConnection& c) {
   conn_ = &c;
   const Runtime& rt = ctx_.runtime;
-  const http::MessageHead& req = c.request();
-  if (serveHealth(pathOf(req.target), c, rt)) {
+  if (serveHealth(path(), c, rt)) {
     phase_ = Phase::Local;
     return;
   }
+  filtersEngaged_ = true;
   const int64_t limit = rt.gateway().limit_concurrency;
   if (ctx_.runtime.inFlight.fetch_add(1, std::memory_order_relaxed) >= limit) {
     ctx_.runtime.inFlight.fetch_sub(1, std::memory_order_relaxed);
     ctx_.runtime.concurrencyRejected.fetch_add(1, std::memory_order_relaxed);
-    phase_ = Phase::Local;
-    c.sendLocalError(503, "too many requests in flight", "Retry-After: 1\r\n");
+    sendLocalError(503, "too many requests in flight", "Retry-After: 1\r\n");
     return;
   }
   inFlightCounted_ = true;
+  const http::MessageHead& req = c.request();
   chunkedBody_ = req.body == http::BodyKind::Chunked;
   requestEnded_ = req.body == http::BodyKind::None;
-  buildUpstreamHead(c);
+  // request_timeout bounds the whole exchange, asynchronous filter work included.
   requestTimer_.start(static_cast<uint64_t>(rt.gateway().request_timeout.count()));
+  runRequestFilters(0);
+}
+
+std::string_view ProxyHandler::path() const { return pathOf(conn_->request().target); }
+
+void ProxyHandler::runRequestFilters(size_t from) {
+  phase_ = Phase::Filtering;
+  for (size_t i = from; i < filters_.size(); ++i) {
+    if (filters_[i]->onRequestHeaders(*this) == HttpFilter::Status::Stop) {
+      nextFilter_ = i + 1;  // replied (phase_ moved on) or will call continueRequest()
+      return;
+    }
+  }
+  startProxy();
+}
+
+void ProxyHandler::continueRequest() {
+  if (phase_ == Phase::Filtering) {
+    runRequestFilters(nextFilter_);
+  }
+}
+
+void ProxyHandler::startProxy() {
+  buildUpstreamHead(*conn_);
   upstreamStart_ = std::chrono::steady_clock::now();
   startAttempt();
 }
@@ -194,6 +223,7 @@ void ProxyHandler::onRequestBody(http::ServerConnection&, const char* data, size
   if (phase_ == Phase::Local || phase_ == Phase::Done || phase_ == Phase::Idle) {
     return;  // answered already; the body is read and dropped
   }
+  // While filters run (e.g. waiting for Redis) the body is buffered like before a connect.
   if (chunkedBody_) {
     char size[20];
     const int n = std::snprintf(size, sizeof size, "%zx\r\n", len);
@@ -222,38 +252,120 @@ bool ProxyHandler::onUpstreamHead(http::ClientConnection&, http::MessageHead& he
   const std::string& requestIdHeader = ctx_.runtime.gateway().request_id.header;
   const std::string* connection = head.headers.find("connection");
   const std::string_view connectionValue = connection != nullptr ? std::string_view(*connection) : std::string_view();
-  std::string& headers = responseHeaders_;
-  headers.clear();
+  ResponseHead& out = responseHead_;
+  out.headers.clear();
   for (const http::Header& h : head.headers) {
     if (http::isHopByHop(h.name, connectionValue) || http::iequals(h.name, requestIdHeader)) {
       continue;
     }
-    headers.append(h.name);
-    headers.append(": ");
-    headers.append(h.value);
-    headers.append("\r\n");
+    out.headers.add(h.name, h.value);
   }
-  http::BodyKind kind = head.body;
-  uint64_t length = head.contentLength;
-  if (kind == http::BodyKind::UntilClose) {
-    kind = http::BodyKind::Chunked;
-  } else if (kind == http::BodyKind::None && conn_->request().method == HTTP_HEAD &&
+  out.status = head.status;
+  out.reason = head.reason;
+  out.local = false;
+  out.body = head.body;
+  out.contentLength = head.contentLength;
+  if (out.body == http::BodyKind::UntilClose) {
+    out.body = http::BodyKind::Chunked;
+  } else if (out.body == http::BodyKind::None && conn_->request().method == HTTP_HEAD &&
              head.headers.find("content-length") != nullptr) {
-    kind = http::BodyKind::Length;  // HEAD: announce the length, send no body
+    out.body = http::BodyKind::Length;  // HEAD: announce the length, send no body
   }
   upstreamMs_ =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstreamStart_).count();
-  responseHeadSent_ = true;
-  conn_->sendResponseHead(head.status, head.reason, headers, kind, length);
+  sendHead(out);
   return true;
 }
 
+void ProxyHandler::sendHead(ResponseHead& head) {
+  bodyFilters_.clear();
+  for (size_t i = filters_.size(); i-- > 0;) {
+    filters_[i]->onResponseHeaders(*this, head);
+    if (filters_[i]->transformsBody()) {
+      bodyFilters_.push_back(filters_[i].get());
+    }
+  }
+  std::string& text = responseHeaders_;
+  text.clear();
+  for (const http::Header& h : head.headers) {
+    text.append(h.name);
+    text.append(": ");
+    text.append(h.value);
+    text.append("\r\n");
+  }
+  responseHeadSent_ = true;
+  conn_->sendResponseHead(head.status, head.reason, text, head.body, head.contentLength);
+}
+
+void ProxyHandler::sendBody(std::string_view data, bool end) {
+  if (bodyFilters_.empty()) {
+    conn_->sendResponseBody(data.data(), data.size());
+    return;
+  }
+  // Each transforming filter reads the previous one's output; two scratch buffers alternate.
+  std::string_view in = data;
+  int which = 0;
+  for (HttpFilter* f : bodyFilters_) {
+    std::string& out = bodyScratch_[which];
+    out.clear();
+    f->onResponseData(*this, in, end, out);
+    in = out;
+    which ^= 1;
+  }
+  conn_->sendResponseBody(in.data(), in.size());
+}
+
 bool ProxyHandler::onUpstreamBody(http::ClientConnection& conn, const char* data, size_t len) {
-  conn_->sendResponseBody(data, len);
+  sendBody({data, len}, false);
   if (conn_->downstreamBuffered() > kHighWater) {
     conn.pauseReading();
   }
   return true;
+}
+
+void ProxyHandler::sendLocalReply(int status, std::string_view contentType, std::string_view body,
+                                  std::string_view extraHeaders) {
+  if (responseHeadSent_ || conn_ == nullptr) {
+    return;
+  }
+  releaseUpstream();
+  backoffTimer_.stop();
+  requestTimer_.stop();
+  phase_ = Phase::Local;
+  ResponseHead& head = responseHead_;
+  head.headers.clear();
+  head.status = status;
+  head.reason.clear();
+  head.local = true;
+  if (!contentType.empty()) {
+    head.headers.add("Content-Type", contentType);
+  }
+  // extraHeaders is a small serialized block ("Name: value\r\n"...).
+  while (!extraHeaders.empty()) {
+    const size_t eol = extraHeaders.find("\r\n");
+    const std::string_view line = extraHeaders.substr(0, eol);
+    const size_t colon = line.find(':');
+    if (colon != std::string_view::npos) {
+      head.headers.add(line.substr(0, colon), http::trim(line.substr(colon + 1)));
+    }
+    if (eol == std::string_view::npos) {
+      break;
+    }
+    extraHeaders.remove_prefix(eol + 2);
+  }
+  head.body = body.empty() ? http::BodyKind::None : http::BodyKind::Length;
+  head.contentLength = body.size();
+  sendHead(head);
+  if (!body.empty()) {
+    sendBody(body, true);
+  } else if (!bodyFilters_.empty()) {
+    sendBody({}, true);
+  }
+  conn_->endResponse();
+}
+
+void ProxyHandler::sendLocalError(int status, std::string_view message, std::string_view extraHeaders) {
+  sendLocalReply(status, "application/json", http::jsonErrorBody(message, conn_->requestId()), extraHeaders);
 }
 
 void ProxyHandler::onDownstreamDrained(http::ServerConnection&) {
@@ -273,6 +385,9 @@ void ProxyHandler::onUpstreamComplete(http::ClientConnection& conn) {
   conn.release(requestEnded_);
   phase_ = Phase::Done;
   requestTimer_.stop();
+  if (!bodyFilters_.empty()) {
+    sendBody({}, true);
+  }
   conn_->endResponse();
 }
 
@@ -351,25 +466,23 @@ void ProxyHandler::replyUpstreamError(http::UpstreamError error) {
       message = "upstream timed out";
       break;
   }
-  phase_ = Phase::Done;
-  requestTimer_.stop();
-  backoffTimer_.stop();
-  conn_->sendLocalError(status, message, {}, !requestEnded_);
+  sendLocalError(status, message);
 }
 
 void ProxyHandler::onRequestTimeout() {
-  if (phase_ != Phase::Acquiring && phase_ != Phase::Proxying && phase_ != Phase::Backoff) {
+  if (phase_ != Phase::Filtering && phase_ != Phase::Acquiring && phase_ != Phase::Proxying &&
+      phase_ != Phase::Backoff) {
     return;
   }
   lastError_ = "request_timeout";
   releaseUpstream();
   backoffTimer_.stop();
-  phase_ = Phase::Done;
   if (responseHeadSent_) {
+    phase_ = Phase::Done;
     conn_->abortResponse();
     return;
   }
-  conn_->sendLocalError(504, "request timed out", {}, !requestEnded_);
+  sendLocalError(504, "request timed out");
 }
 
 void ProxyHandler::releaseUpstream() {
@@ -382,8 +495,19 @@ void ProxyHandler::releaseUpstream() {
   }
 }
 
+void ProxyHandler::finishFilters(bool aborted) {
+  if (!filtersEngaged_) {
+    return;
+  }
+  filtersEngaged_ = false;
+  for (auto& f : filters_) {
+    f->onComplete(*this, aborted);
+  }
+}
+
 void ProxyHandler::onExchangeAborted(http::ServerConnection&) {
   releaseUpstream();
+  finishFilters(true);
   resetExchange();
 }
 
@@ -412,6 +536,7 @@ void ProxyHandler::onExchangeComplete(http::ServerConnection& c) {
     obs::info("access", f);
   }
   releaseUpstream();
+  finishFilters(false);
   resetExchange();
 }
 
@@ -429,6 +554,8 @@ void ProxyHandler::resetExchange() {
   requestEnded_ = false;
   chunkedBody_ = false;
   responseHeadSent_ = false;
+  bodyFilters_.clear();
+  nextFilter_ = 0;
   attempt_ = 0;
   retries_ = 0;
   lastError_.clear();

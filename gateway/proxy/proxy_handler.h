@@ -8,6 +8,7 @@
 #include "common/http/client.h"
 #include "common/http/server.h"
 #include "common/uv/timer.h"
+#include "gateway/filters/filter.h"
 #include "gateway/runtime.h"
 
 namespace gateway {
@@ -17,10 +18,11 @@ struct WorkerContext {
   Runtime& runtime;
   uv_loop_t* loop;
   http::ConnectionPool& upstreamPool;
+  const FilterChain& filters;
 };
 
 // One instance per client connection; handles that connection's exchanges one after another.
-class ProxyHandler : public http::RequestHandler, public http::ClientUser {
+class ProxyHandler : public http::RequestHandler, public http::ClientUser, public FilterCallbacks {
  public:
   explicit ProxyHandler(WorkerContext& ctx);
   ~ProxyHandler() override;
@@ -41,8 +43,27 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser {
   void onUpstreamError(http::ClientConnection* conn, http::UpstreamError error) override;
   void onUpstreamDrained(http::ClientConnection& conn) override;
 
+  // FilterCallbacks
+  const http::MessageHead& request() const override { return conn_->request(); }
+  std::string_view path() const override;
+  const std::string& clientIp() const override { return conn_->clientIp(); }
+  const std::string& requestId() const override { return conn_->requestId(); }
+  uv_loop_t* loop() const override { return ctx_.loop; }
+  void sendLocalReply(int status, std::string_view contentType, std::string_view body,
+                      std::string_view extraHeaders = {}) override;
+  void sendLocalError(int status, std::string_view message, std::string_view extraHeaders = {}) override;
+  void continueRequest() override;
+
  private:
-  enum class Phase { Idle, Local, Acquiring, Proxying, Backoff, Done };
+  enum class Phase { Idle, Local, Filtering, Acquiring, Proxying, Backoff, Done };
+
+  void runRequestFilters(size_t from);
+  void startProxy();
+  // Runs the response hooks (last filter first), then writes the head.
+  void sendHead(ResponseHead& head);
+  // Sends body bytes through the filters that transform it.
+  void sendBody(std::string_view data, bool end);
+  void finishFilters(bool aborted);
 
   void buildUpstreamHead(const http::ServerConnection& c);
   void startAttempt();
@@ -55,13 +76,19 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser {
   void resetExchange();
 
   WorkerContext& ctx_;
+  std::vector<std::unique_ptr<HttpFilter>> filters_;
+  std::vector<HttpFilter*> bodyFilters_;  // of the current response
+  size_t nextFilter_ = 0;
+  bool filtersEngaged_ = false;
+  ResponseHead responseHead_;
+  std::string bodyScratch_[2];
   http::ServerConnection* conn_ = nullptr;
   http::ClientConnection* upstream_ = nullptr;
   uvx::Timer requestTimer_;
   uvx::Timer backoffTimer_;
   Phase phase_ = Phase::Idle;
   std::string upstreamHead_;
-  std::string responseHeaders_;  // reused per response
+  std::string responseHeaders_;  // serialized head, reused per response
   std::string pendingBody_;  // framed body bytes not yet handed to an upstream connection
   std::string replayBody_;   // framed body bytes already sent, kept while small enough to resend
   bool bodySentUnreplayable_ = false;
