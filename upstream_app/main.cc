@@ -16,6 +16,7 @@
 #include "upstream_app/app_context.h"
 #include "upstream_app/app_handler.h"
 #include "upstream_app/db/migrate.h"
+#include "upstream_app/health/readiness.h"
 
 namespace {
 
@@ -30,6 +31,13 @@ class AppWorker {
   AppWorker(const cfg::Config& config, std::function<void()> onExit) : onExit_(std::move(onExit)) {
     uv_loop_init(&loop_);
     ctx_ = std::make_unique<app::AppContext>(&loop_, config);
+    readiness_ = std::make_unique<app::ReadinessChecker>(&loop_, config);
+    app::ReadinessChecker* checker = readiness_.get();
+    ctx_->setReadinessProbe([checker](app::AppContext::ReadinessCallback cb) {
+      checker->check([cb = std::move(cb)](bool dbOk, std::string dbError, bool cacheOk, std::string cacheError) {
+        cb(dbOk, dbError, cacheOk, cacheError);
+      });
+    });
     const cfg::UpstreamAppConfig& a = config.upstream_app;
     http::ServerSettings s;
     s.keepAliveTimeoutMs = static_cast<uint64_t>(a.keep_alive_timeout.count());
@@ -47,6 +55,7 @@ class AppWorker {
     }
     server_.reset();
     ctx_.reset();
+    readiness_.reset();
     command_.close();
     uvx::releaseLoopState(&loop_);
     uv_run(&loop_, UV_RUN_DEFAULT);
@@ -74,6 +83,7 @@ class AppWorker {
   }
   void maybeExit() {
     if (stopping_ && server_->connectionCount() == 0) {
+      readiness_->close();  // its PostgreSQL and Redis handles would keep the loop running
       command_.close();
     }
   }
@@ -81,6 +91,7 @@ class AppWorker {
   std::function<void()> onExit_;
   uv_loop_t loop_{};
   std::unique_ptr<app::AppContext> ctx_;
+  std::unique_ptr<app::ReadinessChecker> readiness_;
   std::unique_ptr<http::Server> server_;
   uvx::OwnedHandle<uv_async_t> command_;
   std::atomic<bool> drain_{false};
