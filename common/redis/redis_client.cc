@@ -11,13 +11,6 @@
 
 #include "common/obs/log.h"
 
-// The adapter is a header of static C functions; keep its C idioms out of our warning set.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wold-style-cast"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include <hiredis/adapters/libuv.h>
-#pragma GCC diagnostic pop
-
 namespace redisx {
 
 namespace {
@@ -72,6 +65,84 @@ std::string contextError(const redisAsyncContext* ac, const char* fallback) {
     return ac->c.errstr;
   }
   return fallback;
+}
+
+// ---- hiredis <-> libuv glue ------------------------------------------------------------------
+// The same five hooks as hiredis' <hiredis/adapters/libuv.h> (redisLibuvAttach), with two fixes
+// for the 0.14.1 version Debian 12 ships:
+//  - libuv reports POLLERR (a refused non-blocking connect, a reset connection) as status
+//    UV_EBADF and stops the handle; the stock adapter returns without telling hiredis, so a
+//    refused connect is only noticed at the connect timeout and a reset connection not at all
+//    (commands just time out). Here hiredis reads the socket, finds the error and disconnects.
+//  - the stock attach leaks its state and leaves half-installed hooks when uv_poll_init fails.
+struct UvRedisEvents {
+  uv_poll_t handle{};
+  redisAsyncContext* context = nullptr;
+  int events = 0;
+};
+
+void uvRedisPoll(uv_poll_t* handle, int status, int events) {
+  auto* ev = static_cast<UvRedisEvents*>(handle->data);
+  if (ev->context == nullptr) {
+    return;
+  }
+  if (status < 0) {
+    // Reading surfaces the socket error: while connecting, hiredis checks SO_ERROR and calls the
+    // connect callback with an error; once connected, read() fails and hiredis disconnects. On
+    // a spurious error it re-arms the watch itself.
+    redisAsyncHandleRead(ev->context);
+    return;
+  }
+  if ((events & UV_READABLE) != 0) {
+    redisAsyncHandleRead(ev->context);
+  }
+  // The read may have freed the context (cleanup clears ev->context).
+  if (ev->context != nullptr && (events & UV_WRITABLE) != 0) {
+    redisAsyncHandleWrite(ev->context);
+  }
+}
+
+void uvRedisUpdate(UvRedisEvents* ev, int add, int remove) {
+  ev->events = (ev->events | add) & ~remove;
+  if (ev->events != 0) {
+    uv_poll_start(&ev->handle, ev->events, &uvRedisPoll);
+  } else {
+    uv_poll_stop(&ev->handle);
+  }
+}
+
+void uvRedisAddRead(void* data) { uvRedisUpdate(static_cast<UvRedisEvents*>(data), UV_READABLE, 0); }
+void uvRedisDelRead(void* data) { uvRedisUpdate(static_cast<UvRedisEvents*>(data), 0, UV_READABLE); }
+void uvRedisAddWrite(void* data) { uvRedisUpdate(static_cast<UvRedisEvents*>(data), UV_WRITABLE, 0); }
+void uvRedisDelWrite(void* data) { uvRedisUpdate(static_cast<UvRedisEvents*>(data), 0, UV_WRITABLE); }
+
+// hiredis calls this while freeing the context, before it closes the socket; uv_close stops the
+// watch at once and the memory goes in the close callback.
+void uvRedisCleanup(void* data) {
+  auto* ev = static_cast<UvRedisEvents*>(data);
+  ev->context = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&ev->handle),
+           [](uv_handle_t* h) { delete static_cast<UvRedisEvents*>(h->data); });
+}
+
+bool attachToLoop(redisAsyncContext* ac, uv_loop_t* loop) {
+  if (ac->ev.data != nullptr) {
+    return false;
+  }
+  auto* ev = new UvRedisEvents;
+  if (uv_poll_init(loop, &ev->handle, ac->c.fd) != 0) {
+    delete ev;
+    return false;
+  }
+  ev->handle.data = ev;
+  ev->context = ac;
+  ac->ev.data = ev;
+  ac->ev.addRead = &uvRedisAddRead;
+  ac->ev.delRead = &uvRedisDelRead;
+  ac->ev.addWrite = &uvRedisAddWrite;
+  ac->ev.delWrite = &uvRedisDelWrite;
+  ac->ev.cleanup = &uvRedisCleanup;
+  return true;
 }
 
 void initTimer(uv_loop_t* loop, uvx::OwnedHandle<uv_timer_t>& timer, void* owner) {
@@ -243,14 +314,7 @@ void RedisClient::connectTo(const std::string& address) {
     }
     return;
   }
-  if (redisLibuvAttach(ac, loop_) != REDIS_OK) {
-    // hiredis 0.14's adapter installs its hooks before uv_poll_init can fail and then leaves
-    // ev.data unset; its cleanup would dereference that, so unhook before freeing.
-    ac->ev.addRead = nullptr;
-    ac->ev.delRead = nullptr;
-    ac->ev.addWrite = nullptr;
-    ac->ev.delWrite = nullptr;
-    ac->ev.cleanup = nullptr;
+  if (!attachToLoop(ac, loop_)) {
     redisAsyncFree(ac);
     connectionFailed("connect to " + endpoint_.describe() + ": cannot watch the socket");
     return;

@@ -1,6 +1,8 @@
 #pragma once
 // redisx::RedisClient: one Redis connection (a hiredis async context) on a libuv loop, with a
-// bounded connect, a timeout on every command, and reconnection with backoff.
+// bounded connect, a timeout on every command, and reconnection with backoff. The context is
+// attached to the loop with hooks equivalent to hiredis' adapters/libuv.h (see redis_client.cc
+// for why not that header itself).
 //
 // States:
 //   Disconnected  not connected: before start(), or waiting out the reconnect backoff after a

@@ -1,0 +1,752 @@
+#include "upstream_app/db/pg_connection.h"
+
+#include <arpa/inet.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "common/obs/log.h"
+
+namespace app::db {
+
+namespace {
+
+// libpq messages end in "\n" and continue on "\n\t" lines (hints); logs and JSON want one line.
+std::string oneLine(const char* text) {
+  std::string out;
+  if (text == nullptr) {
+    return out;
+  }
+  for (const char* p = text; *p != '\0'; ++p) {
+    char c = *p;
+    if (c == '\n' || c == '\r' || c == '\t') {
+      if (!out.empty() && out.back() != ' ') {
+        out.push_back(' ');
+      }
+      continue;
+    }
+    out.push_back(c);
+  }
+  while (!out.empty() && out.back() == ' ') {
+    out.pop_back();
+  }
+  return out;
+}
+
+std::string connError(const PGconn* conn, const char* fallback) {
+  std::string m = conn != nullptr ? oneLine(PQerrorMessage(conn)) : std::string();
+  return m.empty() ? fallback : m;
+}
+
+// Distinct numeric addresses of a getaddrinfo result, in its order (RFC 6724).
+std::vector<std::string> addressStrings(const addrinfo* res) {
+  std::vector<std::string> out;
+  for (const addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    char buf[INET6_ADDRSTRLEN] = {0};
+    if (a->ai_family == AF_INET) {
+      uv_ip4_name(reinterpret_cast<const sockaddr_in*>(a->ai_addr), buf, sizeof(buf));
+    } else if (a->ai_family == AF_INET6) {
+      uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(a->ai_addr), buf, sizeof(buf));
+    } else {
+      continue;
+    }
+    if (buf[0] != '\0' && std::find(out.begin(), out.end(), buf) == out.end()) {
+      out.emplace_back(buf);
+    }
+  }
+  return out;
+}
+
+bool isNumericHost(const std::string& host) {
+  in_addr a4{};
+  in6_addr a6{};
+  return inet_pton(AF_INET, host.c_str(), &a4) == 1 || inet_pton(AF_INET6, host.c_str(), &a6) == 1;
+}
+
+// SQLSTATEs after which the session is gone even though an error result arrived:
+// class 08 (connection exception) and 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+bool isConnectionLevelSqlState(const std::string& s) {
+  return s.rfind("08", 0) == 0 || s == "57P01" || s == "57P02" || s == "57P03";
+}
+
+// libpq prints notices to stderr by default; route them to the structured log.
+void logNotice(void* /*arg*/, const char* message) {
+  obs::warn("postgres notice", obs::LogFields().str("notice", oneLine(message)));
+}
+
+void initTimer(uv_loop_t* loop, uvx::OwnedHandle<uv_timer_t>& timer, void* owner) {
+  uv_timer_init(loop, timer.get());
+  timer.markInitialized();
+  timer.get()->data = owner;
+}
+
+PgError makeError(PgErrorKind kind, std::string message, std::string sqlState = "", bool maybeExecuted = false) {
+  PgError e;
+  e.kind = kind;
+  e.message = std::move(message);
+  e.sqlState = std::move(sqlState);
+  e.maybeExecuted = maybeExecuted;
+  return e;
+}
+
+}  // namespace
+
+const char* pgErrorKindName(PgErrorKind kind) {
+  switch (kind) {
+    case PgErrorKind::None:
+      return "ok";
+    case PgErrorKind::ConnectFailed:
+      return "connect failed";
+    case PgErrorKind::ConnectTimeout:
+      return "connect timeout";
+    case PgErrorKind::QueryTimeout:
+      return "query timeout";
+    case PgErrorKind::ConnectionLost:
+      return "connection lost";
+    case PgErrorKind::ServerError:
+      return "server error";
+    case PgErrorKind::Busy:
+      return "busy";
+    case PgErrorKind::NotConnected:
+      return "not connected";
+    case PgErrorKind::Closed:
+      return "closed";
+  }
+  return "unknown";
+}
+
+std::string PgError::describe() const {
+  if (ok()) {
+    return "ok";
+  }
+  std::string out = pgErrorKindName(kind);
+  if (!sqlState.empty()) {
+    out += " (" + sqlState + ")";
+  }
+  if (!message.empty()) {
+    out += ": " + message;
+  }
+  return out;
+}
+
+PgConnection::PgConnection(uv_loop_t* loop, PgConnectionOptions options)
+    : loop_(loop), options_(std::move(options)), alive_(std::make_shared<bool>(true)) {
+  initTimer(loop_, timer_, this);
+  initTimer(loop_, deferTimer_, this);
+}
+
+PgConnection::~PgConnection() {
+  *alive_ = false;
+  teardown();
+}
+
+const char* PgConnection::stateName(State s) {
+  switch (s) {
+    case State::Disconnected:
+      return "disconnected";
+    case State::Connecting:
+      return "connecting";
+    case State::Ready:
+      return "ready";
+    case State::Busy:
+      return "busy";
+    case State::Closed:
+      return "closed";
+  }
+  return "unknown";
+}
+
+void PgConnection::defer(std::function<void()> fn) {
+  deferred_.push_back(std::move(fn));
+  if (deferTimer_.isOpen()) {
+    uv_timer_start(deferTimer_.get(), &PgConnection::onDeferThunk, 0, 0);
+  }
+}
+
+void PgConnection::onDeferThunk(uv_timer_t* t) {
+  auto* self = static_cast<PgConnection*>(t->data);
+  if (self == nullptr) {
+    return;
+  }
+  std::vector<std::function<void()>> ready;
+  ready.swap(self->deferred_);
+  auto alive = self->alive_;
+  for (auto& fn : ready) {
+    if (!*alive) {
+      return;
+    }
+    fn();
+  }
+}
+
+// ---- connect -------------------------------------------------------------------------------
+
+void PgConnection::connect(std::chrono::milliseconds timeout, ConnectCallback cb) {
+  if (state_ == State::Closed) {
+    cb(makeError(PgErrorKind::Closed, "connection closed"));
+    return;
+  }
+  if (state_ != State::Disconnected) {
+    defer([cb = std::move(cb), state = stateName(state_)] {
+      cb(makeError(PgErrorKind::Busy, std::string("connect() while ") + state));
+    });
+    return;
+  }
+
+  char* parseError = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(options_.conninfo.c_str(), &parseError);
+  if (parsed == nullptr) {
+    std::string why = parseError != nullptr ? oneLine(parseError) : "out of memory";
+    PQfreemem(parseError);
+    lastError_ = "invalid database url: " + why;
+    defer([cb = std::move(cb), why = lastError_] { cb(makeError(PgErrorKind::ConnectFailed, why)); });
+    return;
+  }
+  params_.clear();
+  std::string host;
+  std::string hostaddr;
+  std::string port;
+  std::string dbname;
+  for (PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) {
+      continue;
+    }
+    std::string key = o->keyword;
+    params_.emplace_back(key, o->val);
+    if (key == "host") {
+      host = o->val;
+    } else if (key == "hostaddr") {
+      hostaddr = o->val;
+    } else if (key == "port") {
+      port = o->val;
+    } else if (key == "dbname") {
+      dbname = o->val;
+    }
+  }
+  PQconninfoFree(parsed);
+  std::string shownHost = host.empty() ? (hostaddr.empty() ? "localhost" : hostaddr) : host;
+  target_ = (shownHost.find(':') != std::string::npos && shownHost[0] != '/' ? "[" + shownHost + "]" : shownHost) +
+            ":" + (port.empty() ? "5432" : port) + "/" + dbname;
+
+  state_ = State::Connecting;
+  connectCb_ = std::move(cb);
+  opTimeout_ = timeout;
+  uv_timer_start(timer_.get(), &PgConnection::onTimerThunk, static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1)),
+                 0);
+
+  // libpq looks host names up with a blocking getaddrinfo() inside PQconnectStartParams; resolve
+  // on the thread pool instead and pass the address as hostaddr (host still names the server for
+  // TLS checks and messages). Host lists and unix socket directories are left to libpq.
+  bool needsLookup = hostaddr.empty() && !host.empty() && host.find(',') == std::string::npos && host[0] != '/' &&
+                     host[0] != '@' && !isNumericHost(host);
+  if (!needsLookup) {
+    startLibpq({});
+    return;
+  }
+  auto* resolve = new Resolve;
+  resolve->owner = this;
+  resolve->req.data = resolve;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = uv_getaddrinfo(loop_, &resolve->req, &PgConnection::onResolvedThunk, host.c_str(), nullptr, &hints);
+  if (rc != 0) {
+    delete resolve;
+    failConnect(PgErrorKind::ConnectFailed, "resolve " + host + ": " + uv_strerror(rc));
+    return;
+  }
+  resolve_ = resolve;
+}
+
+void PgConnection::onResolvedThunk(uv_getaddrinfo_t* req, int status, addrinfo* res) {
+  auto* resolve = static_cast<Resolve*>(req->data);
+  PgConnection* self = resolve->owner;
+  std::vector<std::string> addresses = status == 0 ? addressStrings(res) : std::vector<std::string>{};
+  if (res != nullptr) {
+    uv_freeaddrinfo(res);
+  }
+  delete resolve;
+  if (self == nullptr) {
+    return;  // abandoned (timeout, disconnect, close or destruction)
+  }
+  self->resolve_ = nullptr;
+  if (addresses.empty()) {
+    self->failConnect(PgErrorKind::ConnectFailed, "resolve " + self->target_ + ": " +
+                                                      (status != 0 ? uv_strerror(status) : "no IPv4/IPv6 address"));
+    return;
+  }
+  self->startLibpq(addresses);
+}
+
+void PgConnection::cancelResolve() {
+  if (resolve_ == nullptr) {
+    return;
+  }
+  resolve_->owner = nullptr;
+  uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_->req));
+  resolve_ = nullptr;
+}
+
+void PgConnection::startLibpq(const std::vector<std::string>& addresses) {
+  // Several addresses (e.g. ::1 and 127.0.0.1 for localhost): libpq tries host/hostaddr pairs in
+  // order, so repeat the name once per address.
+  std::string hostaddrList;
+  std::string hostList;
+  for (const std::string& a : addresses) {
+    hostaddrList += (hostaddrList.empty() ? "" : ",") + a;
+  }
+  std::vector<const char*> keys;
+  std::vector<const char*> values;
+  bool hasAppName = false;
+  for (const auto& [k, v] : params_) {
+    if (k == "application_name" || k == "fallback_application_name") {
+      hasAppName = true;
+    }
+    if (k == "host" && !addresses.empty()) {
+      for (size_t i = 0; i < addresses.size(); ++i) {
+        hostList += (i == 0 ? "" : ",") + v;
+      }
+      keys.push_back("host");
+      values.push_back(hostList.c_str());
+      continue;
+    }
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  if (!addresses.empty()) {
+    keys.push_back("hostaddr");
+    values.push_back(hostaddrList.c_str());
+  }
+  if (!hasAppName && !options_.applicationName.empty()) {
+    keys.push_back("fallback_application_name");
+    values.push_back(options_.applicationName.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+
+  conn_ = PQconnectStartParams(keys.data(), values.data(), /*expand_dbname=*/0);
+  if (conn_ == nullptr) {
+    failConnect(PgErrorKind::ConnectFailed, "connect to " + target_ + ": out of memory");
+    return;
+  }
+  if (PQstatus(conn_) == CONNECTION_BAD) {
+    failConnect(PgErrorKind::ConnectFailed, connError(conn_, "connect failed"));
+    return;
+  }
+  PQsetNoticeProcessor(conn_, &logNotice, nullptr);
+  // libpq's contract: after PQconnectStart, behave as if PQconnectPoll returned POLLING_WRITING.
+  int rc = watch(UV_WRITABLE);
+  if (rc != 0) {
+    failConnect(PgErrorKind::ConnectFailed, "connect to " + target_ + ": cannot watch the socket: " + uv_strerror(rc));
+  }
+}
+
+void PgConnection::continueConnect() {
+  int rc = 0;
+  switch (PQconnectPoll(conn_)) {
+    case PGRES_POLLING_OK:
+      finishConnect();
+      return;
+    case PGRES_POLLING_READING:
+      rc = watch(UV_READABLE);
+      break;
+    case PGRES_POLLING_WRITING:
+      rc = watch(UV_WRITABLE);
+      break;
+    default:
+      failConnect(PgErrorKind::ConnectFailed, connError(conn_, "connect failed"));
+      return;
+  }
+  if (rc != 0) {
+    failConnect(PgErrorKind::ConnectFailed, "connect to " + target_ + ": cannot watch the socket: " + uv_strerror(rc));
+  }
+}
+
+void PgConnection::finishConnect() {
+  if (PQsetnonblocking(conn_, 1) != 0) {
+    failConnect(PgErrorKind::ConnectFailed, connError(conn_, "cannot switch the connection to non-blocking mode"));
+    return;
+  }
+  // Idle watch: notices a server-side close right away.
+  int rc = watch(UV_READABLE);
+  if (rc != 0) {
+    failConnect(PgErrorKind::ConnectFailed, "connect to " + target_ + ": cannot watch the socket: " + uv_strerror(rc));
+    return;
+  }
+  uv_timer_stop(timer_.get());
+  state_ = State::Ready;
+  connectedAtMs_ = now();
+  lastUsedAtMs_ = connectedAtMs_;
+  lastError_.clear();
+  ConnectCallback cb = std::move(connectCb_);
+  connectCb_ = nullptr;
+  if (cb) {
+    cb(PgError{});  // last statement: cb may destroy us
+  }
+}
+
+void PgConnection::failConnect(PgErrorKind kind, const std::string& message) {
+  teardown();
+  state_ = State::Disconnected;
+  lastError_ = message;
+  ConnectCallback cb = std::move(connectCb_);
+  connectCb_ = nullptr;
+  if (cb) {
+    defer([cb = std::move(cb), err = makeError(kind, message)] { cb(err); });
+  }
+}
+
+// ---- statements ----------------------------------------------------------------------------
+
+void PgConnection::query(std::string sql, Params params, std::chrono::milliseconds timeout, QueryCallback cb) {
+  if (state_ == State::Closed) {
+    PgQueryResult r;
+    r.error = makeError(PgErrorKind::Closed, "connection closed");
+    cb(std::move(r));
+    return;
+  }
+  if (state_ != State::Ready) {
+    PgError err = state_ == State::Busy ? makeError(PgErrorKind::Busy, "a statement is already running on this connection")
+                  : state_ == State::Connecting
+                      ? makeError(PgErrorKind::NotConnected, "still connecting to " + target_)
+                      : makeError(PgErrorKind::NotConnected,
+                                  lastError_.empty() ? std::string("not connected") : "not connected: " + lastError_);
+    defer([cb = std::move(cb), err = std::move(err)] {
+      PgQueryResult r;
+      r.error = err;
+      cb(std::move(r));
+    });
+    return;
+  }
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) {
+    values.push_back(p ? p->c_str() : nullptr);
+  }
+  // Unnamed statement, text parameters, text results: works through PgBouncer's transaction mode.
+  if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr,
+                        0) == 0) {
+    std::string why = connError(conn_, "cannot send the statement");
+    teardown();
+    state_ = State::Disconnected;
+    lastError_ = why;
+    defer([cb = std::move(cb), why] {
+      PgQueryResult r;
+      r.error = makeError(PgErrorKind::ConnectionLost, why);
+      cb(std::move(r));
+    });
+    return;
+  }
+  state_ = State::Busy;
+  queryCb_ = std::move(cb);
+  opTimeout_ = timeout;
+  result_.reset();
+  uv_timer_start(timer_.get(), &PgConnection::onTimerThunk, static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1)),
+                 0);
+  int flushed = PQflush(conn_);
+  if (flushed < 0) {
+    failQuery(PgErrorKind::ConnectionLost, connError(conn_, "cannot send the statement"));
+    return;
+  }
+  // Until everything is sent, wait for writability too; keep reading meanwhile so a server that
+  // answers early (an error) cannot deadlock us against a full send buffer.
+  flushing_ = flushed == 1;
+  int rc = watch(flushing_ ? (UV_READABLE | UV_WRITABLE) : UV_READABLE);
+  if (rc != 0) {
+    failQuery(PgErrorKind::ConnectionLost, std::string("cannot watch the socket: ") + uv_strerror(rc));
+  }
+}
+
+void PgConnection::onQueryIo(int events) {
+  if ((events & UV_READABLE) != 0 && PQconsumeInput(conn_) == 0) {
+    failQuery(PgErrorKind::ConnectionLost, connError(conn_, "connection lost"));
+    return;
+  }
+  if (flushing_) {
+    int flushed = PQflush(conn_);
+    if (flushed < 0) {
+      failQuery(PgErrorKind::ConnectionLost, connError(conn_, "connection lost while sending"));
+      return;
+    }
+    if (flushed == 0) {
+      flushing_ = false;
+      int rc = watch(UV_READABLE);
+      if (rc != 0) {
+        failQuery(PgErrorKind::ConnectionLost, std::string("cannot watch the socket: ") + uv_strerror(rc));
+        return;
+      }
+    }
+  }
+  drainResults();
+}
+
+void PgConnection::drainResults() {
+  while (PQisBusy(conn_) == 0) {
+    PGresult* res = PQgetResult(conn_);
+    if (res == nullptr) {
+      finishQuery();
+      return;
+    }
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+      PQclear(res);
+      failQuery(PgErrorKind::ConnectionLost, "COPY is not supported on PgConnection; connection closed");
+      return;
+    }
+    // Keep the first error, otherwise the last result.
+    if (result_ && (result_.status() == PGRES_FATAL_ERROR || result_.status() == PGRES_BAD_RESPONSE)) {
+      PQclear(res);
+    } else {
+      result_ = PgResult(res);
+    }
+  }
+  if (PQstatus(conn_) == CONNECTION_BAD) {
+    failQuery(PgErrorKind::ConnectionLost, connError(conn_, "connection lost"));
+  }
+}
+
+void PgConnection::finishQuery() {
+  uv_timer_stop(timer_.get());
+  lastUsedAtMs_ = now();
+  PgQueryResult out;
+  out.result = std::move(result_);
+  ExecStatusType st = out.result.status();
+  bool connectionGone = PQstatus(conn_) == CONNECTION_BAD;
+  if (!out.result) {
+    out.error = makeError(PgErrorKind::ConnectionLost, connError(conn_, "no result"), "", true);
+    connectionGone = true;
+  } else if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR) {
+    const char* state = PQresultErrorField(out.result.get(), PG_DIAG_SQLSTATE);
+    const char* primary = PQresultErrorField(out.result.get(), PG_DIAG_MESSAGE_PRIMARY);
+    std::string sqlState = state != nullptr ? state : "";
+    std::string message = primary != nullptr ? oneLine(primary) : oneLine(PQresultErrorMessage(out.result.get()));
+    if (connectionGone || isConnectionLevelSqlState(sqlState)) {
+      connectionGone = true;
+      out.error = makeError(PgErrorKind::ConnectionLost, message, sqlState, true);
+    } else {
+      out.error = makeError(PgErrorKind::ServerError, message, sqlState, true);
+    }
+  }
+  if (connectionGone) {
+    teardown();
+    state_ = State::Disconnected;
+    lastError_ = out.error.message;
+  } else {
+    state_ = State::Ready;
+    int rc = watch(UV_READABLE);
+    if (rc != 0) {
+      // The answer is good; the connection is not worth keeping.
+      teardown();
+      state_ = State::Disconnected;
+      lastError_ = std::string("cannot watch the socket: ") + uv_strerror(rc);
+    }
+  }
+  QueryCallback cb = std::move(queryCb_);
+  queryCb_ = nullptr;
+  if (cb) {
+    cb(std::move(out));  // last statement: cb may destroy us
+  }
+}
+
+void PgConnection::failQuery(PgErrorKind kind, const std::string& message, const std::string& sqlState) {
+  teardown();
+  state_ = State::Disconnected;
+  lastError_ = message;
+  QueryCallback cb = std::move(queryCb_);
+  queryCb_ = nullptr;
+  if (cb) {
+    defer([cb = std::move(cb), err = makeError(kind, message, sqlState, true)] {
+      PgQueryResult r;
+      r.error = err;
+      cb(std::move(r));
+    });
+  }
+}
+
+void PgConnection::onIdleIo() {
+  // Nothing was asked: readable means the server closed the connection or sent an asynchronous
+  // message (notice, NOTIFY, or the FATAL before a shutdown).
+  if (PQconsumeInput(conn_) == 0 || PQstatus(conn_) == CONNECTION_BAD) {
+    std::string why = connError(conn_, "server closed the connection");
+    obs::info("postgres connection closed by the server", obs::LogFields().str("db", target_).str("error", why));
+    teardown();
+    state_ = State::Disconnected;
+    lastError_ = "connection closed by the server: " + why;
+    return;
+  }
+  while (PGnotify* n = PQnotifies(conn_)) {
+    PQfreemem(n);
+  }
+}
+
+// ---- I/O plumbing --------------------------------------------------------------------------
+
+void PgConnection::onPollThunk(uv_poll_t* handle, int status, int events) {
+  auto* self = static_cast<PgConnection*>(handle->data);
+  if (self == nullptr || self->poll_ != handle) {
+    return;
+  }
+  if (status < 0) {
+    // libuv turns POLLERR (refused connect, reset) into UV_EBADF and stops the handle. libpq
+    // reads the actual error from the socket (SO_ERROR while connecting, recv() later), moves
+    // on to the next address or fails with a precise message; watch() re-arms the handle.
+    events = UV_READABLE | UV_WRITABLE;
+  }
+  auto alive = self->alive_;
+  switch (self->state_) {
+    case State::Connecting:
+      self->continueConnect();
+      break;
+    case State::Busy:
+      self->onQueryIo(events);
+      break;
+    case State::Ready:
+      self->onIdleIo();
+      break;
+    default:
+      self->closePoll();
+      break;
+  }
+  // After a spurious error (the socket turned out fine) the stopped handle must watch again.
+  if (status < 0 && *alive && self->conn_ != nullptr &&
+      (self->state_ == State::Ready || self->state_ == State::Busy)) {
+    int rc = self->watch(self->state_ == State::Busy && self->flushing_ ? (UV_READABLE | UV_WRITABLE) : UV_READABLE);
+    if (rc != 0 && self->state_ == State::Busy) {
+      self->failQuery(PgErrorKind::ConnectionLost, std::string("cannot watch the socket: ") + uv_strerror(rc));
+    }
+  }
+}
+
+int PgConnection::watch(int events) {
+  int fd = PQsocket(conn_);
+  if (fd < 0) {
+    return UV_EBADF;
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    return UV_EBADF;
+  }
+  if (poll_ == nullptr || fd != pollFd_ || st.st_ino != pollInode_) {
+    // A different socket (libpq moved on to another address or retried without SSL): the old
+    // handle's registration belongs to a closed descriptor, so watch the new one with a new handle.
+    closePoll();
+    auto* handle = new uv_poll_t{};
+    int rc = uv_poll_init(loop_, handle, fd);
+    if (rc != 0) {
+      delete handle;
+      return rc;
+    }
+    handle->data = this;
+    poll_ = handle;
+    pollFd_ = fd;
+    pollInode_ = st.st_ino;
+    pollEvents_ = 0;
+  }
+  if (events == pollEvents_ && uv_is_active(reinterpret_cast<uv_handle_t*>(poll_)) != 0) {
+    return 0;
+  }
+  int rc = uv_poll_start(poll_, events, &PgConnection::onPollThunk);
+  if (rc == 0) {
+    pollEvents_ = events;
+  }
+  return rc;
+}
+
+void PgConnection::closePoll() {
+  if (poll_ == nullptr) {
+    return;
+  }
+  poll_->data = nullptr;
+  // uv_close stops the watch synchronously; the memory goes in the close callback.
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  poll_ = nullptr;
+  pollFd_ = -1;
+  pollInode_ = 0;
+  pollEvents_ = 0;
+}
+
+void PgConnection::teardown() {
+  cancelResolve();
+  closePoll();
+  if (conn_ != nullptr) {
+    // Non-blocking by now (or still connecting): PQfinish's Terminate message is best effort.
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
+  flushing_ = false;
+  result_.reset();
+  if (timer_.isOpen()) {
+    uv_timer_stop(timer_.get());
+  }
+}
+
+void PgConnection::onTimerThunk(uv_timer_t* t) {
+  auto* self = static_cast<PgConnection*>(t->data);
+  if (self == nullptr) {
+    return;
+  }
+  std::string after = std::to_string(self->opTimeout_.count()) + "ms";
+  if (self->state_ == State::Connecting) {
+    self->failConnect(PgErrorKind::ConnectTimeout, "connect to " + self->target_ + " timed out after " + after);
+  } else if (self->state_ == State::Busy) {
+    // PQcancel would open a second connection with blocking calls; closing this one is the
+    // non-blocking way to stop waiting (PgBouncer then drops its server connection).
+    self->failQuery(PgErrorKind::QueryTimeout, "statement timed out after " + after + "; connection closed");
+  }
+}
+
+// ---- lifecycle -----------------------------------------------------------------------------
+
+void PgConnection::disconnect() {
+  if (state_ == State::Closed || state_ == State::Disconnected) {
+    return;
+  }
+  State was = state_;
+  std::string why = "disconnected by the application";
+  if (was == State::Connecting) {
+    failConnect(PgErrorKind::ConnectFailed, "connect abandoned: " + why);
+  } else if (was == State::Busy) {
+    failQuery(PgErrorKind::ConnectionLost, why);
+  } else {
+    teardown();
+    state_ = State::Disconnected;
+    lastError_ = why;
+  }
+}
+
+void PgConnection::close() {
+  if (state_ == State::Closed) {
+    return;
+  }
+  State was = state_;
+  state_ = State::Closed;
+  lastError_ = "connection closed";
+  teardown();
+  timer_.close();
+  deferTimer_.close();
+  std::vector<std::function<void()>> toRun;
+  toRun.swap(deferred_);
+  ConnectCallback connectCb = std::move(connectCb_);
+  connectCb_ = nullptr;
+  QueryCallback queryCb = std::move(queryCb_);
+  queryCb_ = nullptr;
+  if (was == State::Connecting && connectCb) {
+    toRun.push_back([cb = std::move(connectCb)] { cb(makeError(PgErrorKind::Closed, "connection closed")); });
+  }
+  if (was == State::Busy && queryCb) {
+    toRun.push_back([cb = std::move(queryCb)] {
+      PgQueryResult r;
+      r.error = makeError(PgErrorKind::Closed, "connection closed", "", true);
+      cb(std::move(r));
+    });
+  }
+  auto alive = alive_;
+  for (auto& fn : toRun) {
+    if (!*alive) {
+      return;
+    }
+    fn();
+  }
+}
+
+}  // namespace app::db
