@@ -245,8 +245,7 @@ void RedisClient::startConnect() {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  int rc = uv_getaddrinfo(loop_, &resolve->req, &RedisClient::onResolvedThunk, endpoint_.host.c_str(), nullptr,
-                          &hints);
+  int rc = uv_getaddrinfo(loop_, &resolve->req, &RedisClient::onResolvedThunk, endpoint_.host.c_str(), nullptr, &hints);
   if (rc != 0) {
     delete resolve;
     connectionFailed("resolve " + endpoint_.host + ": " + uv_strerror(rc));
@@ -375,7 +374,9 @@ void RedisClient::onConnected() {
 
 void RedisClient::onHandshakeReply(uint64_t step, redisReply* reply) {
   if (reply->type == REDIS_REPLY_ERROR) {
-    std::string what = step == kStepAuth ? "AUTH" : step == kStepSelect ? "SELECT " + std::to_string(endpoint_.db) : "PING";
+    std::string what = step == kStepAuth     ? "AUTH"
+                       : step == kStepSelect ? "SELECT " + std::to_string(endpoint_.db)
+                                             : "PING";
     std::string why(reply->str, reply->len);
     dropContext();  // we are inside a reply callback: hiredis frees it once we return
     connectionFailed(what + " failed on " + endpoint_.describe() + ": " + why);
@@ -412,8 +413,7 @@ void RedisClient::becomeReady() {
   armDeadlineTimer();
 }
 
-bool RedisClient::writeCommand(uint64_t id, const std::vector<std::string>& args,
-                               std::chrono::milliseconds timeout) {
+bool RedisClient::writeCommand(uint64_t id, const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
   if (context_ == nullptr) {
     return false;
   }
@@ -465,9 +465,10 @@ void RedisClient::onReply(redisAsyncContext* ac, redisReply* reply, uint64_t id)
   removeDeadline(id, it->second.deadlineMs);
   pending_.erase(it);
   armDeadlineTimer();
-  RedisResult result = reply->type == REDIS_REPLY_ERROR
-                           ? RedisResult::failure(RedisErrorKind::ServerError, std::string(reply->str, reply->len), true)
-                           : RedisResult::success(RedisReply::fromHiredis(reply));
+  RedisResult result =
+      reply->type == REDIS_REPLY_ERROR
+          ? RedisResult::failure(RedisErrorKind::ServerError, std::string(reply->str, reply->len), true)
+          : RedisResult::success(RedisReply::fromHiredis(reply));
   // Last statement: the callback may destroy this client.
   cb(std::move(result));
 }
@@ -477,8 +478,8 @@ void RedisClient::onDisconnectThunk(const redisAsyncContext* ac, int /*status*/)
   if (self == nullptr) {
     return;
   }
-  self->contextGone(ac, "connection to " + self->endpoint_.describe() + " lost: " +
-                            contextError(ac, "closed by the server"));
+  self->contextGone(
+      ac, "connection to " + self->endpoint_.describe() + " lost: " + contextError(ac, "closed by the server"));
 }
 
 void RedisClient::contextGone(const redisAsyncContext* ac, const std::string& reason) {
@@ -575,16 +576,15 @@ void RedisClient::command(std::vector<std::string> args, std::chrono::millisecon
     return;
   }
   if (state_ == State::Disconnected) {
-    std::string why = !lastError_.empty() ? "redis unavailable: " + lastError_
-                                          : "redis client not started (call start())";
+    std::string why =
+        !lastError_.empty() ? "redis unavailable: " + lastError_ : "redis client not started (call start())";
     defer(std::move(cb), RedisResult::failure(RedisErrorKind::Disconnected, why, false));
     return;
   }
   if (pending_.size() >= options_.maxPending || wireStallDeadlines_.size() >= options_.maxPending) {
-    defer(std::move(cb), RedisResult::failure(RedisErrorKind::Overloaded,
-                                              "too many redis commands pending (" +
-                                                  std::to_string(options_.maxPending) + ")",
-                                              false));
+    defer(std::move(cb),
+          RedisResult::failure(RedisErrorKind::Overloaded,
+                               "too many redis commands pending (" + std::to_string(options_.maxPending) + ")", false));
     return;
   }
   uint64_t id = nextId_++;
@@ -646,10 +646,9 @@ void RedisClient::onDeadlines() {
       continue;
     }
     std::string timeout = std::to_string(it->second.timeout.count()) + "ms";
-    std::string message = it->second.sent
-                              ? "redis command timed out after " + timeout
-                              : "redis " + endpoint_.describe() + " not connected within the command timeout (" +
-                                    timeout + ")";
+    std::string message = it->second.sent ? "redis command timed out after " + timeout
+                                          : "redis " + endpoint_.describe() +
+                                                " not connected within the command timeout (" + timeout + ")";
     expired.emplace_back(std::move(it->second.cb),
                          RedisResult::failure(RedisErrorKind::Timeout, std::move(message), it->second.sent));
     pending_.erase(it);

@@ -168,8 +168,8 @@ class RedisClient {
   uvx::OwnedHandle<uv_timer_t> deadlineTimer_;  // earliest command deadline or stall check
   uvx::OwnedHandle<uv_timer_t> deferTimer_;     // delivers failures found inside command()
 
-  std::map<uint64_t, Pending> pending_;                 // by id = issue order
-  std::set<std::pair<uint64_t, uint64_t>> deadlines_;   // (deadlineMs, id)
+  std::map<uint64_t, Pending> pending_;                // by id = issue order
+  std::set<std::pair<uint64_t, uint64_t>> deadlines_;  // (deadlineMs, id)
   // Reply deadline for the stall check of every command written to the current connection whose
   // reply has not arrived (timed-out ones included); replies arrive in order, so it is a FIFO.
   std::deque<uint64_t> wireStallDeadlines_;

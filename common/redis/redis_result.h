@@ -29,11 +29,11 @@ struct RedisReply {
 };
 
 enum class RedisErrorKind {
-  None,          // success: `reply` holds the answer
-  Timeout,       // no reply within the command timeout (the server may still execute it)
-  Disconnected,  // no usable connection: not connected, connect failed, connection lost, closed
-  ServerError,   // the server answered with an error reply (message = its text, e.g. "WRONGTYPE ...")
-  Overloaded,    // too many commands pending on this client; nothing was sent
+  None,            // success: `reply` holds the answer
+  Timeout,         // no reply within the command timeout (the server may still execute it)
+  Disconnected,    // no usable connection: not connected, connect failed, connection lost, closed
+  ServerError,     // the server answered with an error reply (message = its text, e.g. "WRONGTYPE ...")
+  Overloaded,      // too many commands pending on this client; nothing was sent
   InvalidCommand,  // refused locally (empty, or a command that changes the connection's protocol)
 };
 

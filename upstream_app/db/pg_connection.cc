@@ -231,8 +231,8 @@ void PgConnection::connect(std::chrono::milliseconds timeout, ConnectCallback cb
   state_ = State::Connecting;
   connectCb_ = std::move(cb);
   opTimeout_ = timeout;
-  uv_timer_start(timer_.get(), &PgConnection::onTimerThunk, static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1)),
-                 0);
+  uv_timer_start(timer_.get(), &PgConnection::onTimerThunk,
+                 static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1)), 0);
 
   // libpq looks host names up with a blocking getaddrinfo() inside PQconnectStartParams; resolve
   // on the thread pool instead and pass the address as hostaddr (host still names the server for
@@ -271,8 +271,8 @@ void PgConnection::onResolvedThunk(uv_getaddrinfo_t* req, int status, addrinfo* 
   }
   self->resolve_ = nullptr;
   if (addresses.empty()) {
-    self->failConnect(PgErrorKind::ConnectFailed, "resolve " + self->target_ + ": " +
-                                                      (status != 0 ? uv_strerror(status) : "no IPv4/IPv6 address"));
+    self->failConnect(PgErrorKind::ConnectFailed,
+                      "resolve " + self->target_ + ": " + (status != 0 ? uv_strerror(status) : "no IPv4/IPv6 address"));
     return;
   }
   self->startLibpq(addresses);
@@ -406,7 +406,8 @@ void PgConnection::query(std::string sql, Params params, std::chrono::millisecon
     return;
   }
   if (state_ != State::Ready) {
-    PgError err = state_ == State::Busy ? makeError(PgErrorKind::Busy, "a statement is already running on this connection")
+    PgError err = state_ == State::Busy
+                      ? makeError(PgErrorKind::Busy, "a statement is already running on this connection")
                   : state_ == State::Connecting
                       ? makeError(PgErrorKind::NotConnected, "still connecting to " + target_)
                       : makeError(PgErrorKind::NotConnected,
@@ -441,8 +442,8 @@ void PgConnection::query(std::string sql, Params params, std::chrono::millisecon
   queryCb_ = std::move(cb);
   opTimeout_ = timeout;
   result_.reset();
-  uv_timer_start(timer_.get(), &PgConnection::onTimerThunk, static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1)),
-                 0);
+  uv_timer_start(timer_.get(), &PgConnection::onTimerThunk,
+                 static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1)), 0);
   int flushed = PQflush(conn_);
   if (flushed < 0) {
     failQuery(PgErrorKind::ConnectionLost, connError(conn_, "cannot send the statement"));
@@ -608,8 +609,7 @@ void PgConnection::onPollThunk(uv_poll_t* handle, int status, int events) {
       break;
   }
   // After a spurious error (the socket turned out fine) the stopped handle must watch again.
-  if (status < 0 && *alive && self->conn_ != nullptr &&
-      (self->state_ == State::Ready || self->state_ == State::Busy)) {
+  if (status < 0 && *alive && self->conn_ != nullptr && (self->state_ == State::Ready || self->state_ == State::Busy)) {
     int rc = self->watch(self->state_ == State::Busy && self->flushing_ ? (UV_READABLE | UV_WRITABLE) : UV_READABLE);
     if (rc != 0 && self->state_ == State::Busy) {
       self->failQuery(PgErrorKind::ConnectionLost, std::string("cannot watch the socket: ") + uv_strerror(rc));

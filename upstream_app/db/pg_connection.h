@@ -28,6 +28,7 @@
 //   - A callback may start the next statement, disconnect(), close() or destroy the connection.
 //   - Destroying the connection drops pending callbacks without calling them.
 #include <libpq-fe.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include <chrono>
@@ -37,7 +38,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <sys/types.h>
 #include <utility>
 #include <vector>
 

@@ -1,5 +1,7 @@
 // app::db::PgConnection against the real PostgreSQL 15 + PgBouncer (transaction mode) of
 // scripts/stack.sh, and against local sockets that refuse or never answer.
+#include "upstream_app/db/pg_connection.h"
+
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -9,7 +11,6 @@
 #include <vector>
 
 #include "tests/unit/db/test_support.h"
-#include "upstream_app/db/pg_connection.h"
 
 using namespace std::chrono_literals;
 using app::db::PgConnection;
@@ -247,8 +248,8 @@ TEST_SUITE("real-servers") {
 TEST_CASE("pg connection: refused, never answering, and invalid URLs") {
   TestLoop loop;
   {
-    PgConnection refused(loop.get(),
-                         optionsFor("postgresql://app@127.0.0.1:" + std::to_string(testsupport::closedPort()) + "/app"));
+    PgConnection refused(
+        loop.get(), optionsFor("postgresql://app@127.0.0.1:" + std::to_string(testsupport::closedPort()) + "/app"));
     uint64_t t0 = loop.nowMs();
     PgError e = connectAndWait(loop, refused);
     CHECK(e.kind == PgErrorKind::ConnectFailed);
@@ -272,7 +273,8 @@ TEST_CASE("pg connection: refused, never answering, and invalid URLs") {
     CHECK(e.message.find("invalid database url") != std::string::npos);
 
     // close() during connect answers the connect callback before returning.
-    PgConnection closing(loop.get(), optionsFor("postgresql://app@127.0.0.1:" + std::to_string(silent.port()) + "/app"));
+    PgConnection closing(loop.get(),
+                         optionsFor("postgresql://app@127.0.0.1:" + std::to_string(silent.port()) + "/app"));
     std::optional<PgError> closed;
     closing.connect(1000ms, [&](PgError err) { closed = err; });
     loop.runFor(20);

@@ -1,5 +1,7 @@
 // app::ReadinessChecker (upstream_app/health) against the real stack. Lives next to the database
 // tests because it needs the same real servers and helpers.
+#include "upstream_app/health/readiness.h"
+
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -8,7 +10,6 @@
 
 #include "common/config/app_config.h"
 #include "tests/unit/db/test_support.h"
-#include "upstream_app/health/readiness.h"
 
 using namespace std::chrono_literals;
 using testsupport::TestLoop;
@@ -115,8 +116,8 @@ TEST_SUITE("real-servers") {
       CHECK(o.cacheOk);
 
       testsupport::SilentListener silent;
-      cfg::Config c = configFor("postgresql://app@127.0.0.1:" + std::to_string(silent.port()) + "/app",
-                                stack->redisUrl());
+      cfg::Config c =
+          configFor("postgresql://app@127.0.0.1:" + std::to_string(silent.port()) + "/app", stack->redisUrl());
       c.upstream_app.database.statement_timeout = 300ms;
       app::ReadinessChecker hung(loop.get(), c);
       CHECK(hung.dbTimeout() == 300ms);

@@ -36,7 +36,8 @@ bool TestLoop::runUntil(const std::function<bool()>& done, uint64_t timeoutMs) {
   // A ticking timer makes UV_RUN_ONCE return regularly even when nothing else happens.
   auto* tick = new uv_timer_t;
   uv_timer_init(&loop_, tick);
-  uv_timer_start(tick, [](uv_timer_t*) {}, 5, 5);
+  uv_timer_start(
+      tick, [](uv_timer_t*) {}, 5, 5);
   uint64_t deadline = nowMs() + timeoutMs;
   bool ok = done();
   while (!ok && nowMs() < deadline) {
@@ -179,6 +180,11 @@ class StackOwner {
     if (!tried_) {
       tried_ = true;
       whyNot_ = start();
+      if (!started_) {
+        // doctest shows MESSAGE only with -s; say it once where a reader of the run sees it.
+        std::fprintf(stderr, "[unit_tests] tests needing real PostgreSQL/PgBouncer/Redis are skipped: %s\n",
+                     whyNot_.c_str());
+      }
     }
     if (!started_ && whyNot != nullptr) {
       *whyNot = whyNot_;

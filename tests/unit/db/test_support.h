@@ -78,10 +78,10 @@ class SilentListener {
 }  // namespace testsupport
 
 // Skips the rest of a test case (with the reason) when the real stack is unavailable.
-#define REQUIRE_REAL_STACK(var)                                         \
-  std::string var##WhyNot;                                              \
-  const testsupport::RealStack* var = testsupport::realStack(&var##WhyNot); \
-  if (var == nullptr) {                                                 \
+#define REQUIRE_REAL_STACK(var)                                                       \
+  std::string var##WhyNot;                                                            \
+  const testsupport::RealStack* var = testsupport::realStack(&var##WhyNot);           \
+  if (var == nullptr) {                                                               \
     MESSAGE("skipped: real PostgreSQL/PgBouncer/Redis unavailable: " << var##WhyNot); \
-    return;                                                             \
+    return;                                                                           \
   }

@@ -1,7 +1,8 @@
 // redisx::RedisClient against a real Redis (the stack of scripts/stack.sh) and against local
 // sockets that refuse or never answer. Every test ends with all handles closed.
-#include <doctest/doctest.h>
+#include "common/redis/redis_client.h"
 
+#include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,12 +10,11 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
-#include <thread>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "common/redis/redis_client.h"
 #include "tests/unit/db/test_support.h"
 
 using namespace std::chrono_literals;

@@ -1,8 +1,8 @@
+#include "common/redis/redis_url.h"
+
 #include <doctest/doctest.h>
 
 #include <string>
-
-#include "common/redis/redis_url.h"
 
 using redisx::parseRedisUrl;
 using redisx::RedisEndpoint;
