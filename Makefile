@@ -48,8 +48,10 @@ unit: build
 integration: build
 	SIDECAR_BUILD_DIR=$(BUILD_DIR) $(PYTEST) -q tests/integration
 
+# Release build tests, then the same tests on the ASan + UBSan build.
 test: build
 	scripts/test.sh
+	$(MAKE) --no-print-directory asan
 
 run: build
 	scripts/run.sh
