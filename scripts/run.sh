@@ -168,6 +168,12 @@ wait -n "$app_pid" "$gateway_pid"
 code=$?
 set -e
 if ! kill -0 "$app_pid" 2>/dev/null; then
-  die "upstream_app exited (status $code); see $RUN_LOG_DIR/upstream_app.log"
+  # Like a pod whose app container died: the gateway keeps running and its /readyz turns 503.
+  echo "run: upstream_app exited (status $code; see $RUN_LOG_DIR/upstream_app.log);" \
+       "the gateway keeps running and reports not ready. Ctrl-C stops everything." >&2
+  set +e
+  wait "$gateway_pid"
+  code=$?
+  set -e
 fi
 die "gateway exited (status $code); see $RUN_LOG_DIR/gateway.log"
