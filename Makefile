@@ -7,7 +7,7 @@ PYTEST    := /usr/bin/python3 -m pytest
 
 # Debian 12 packages: toolchain, libraries, and the real servers tests and `make run` start.
 DEB_PACKAGES := build-essential cmake ccache pkg-config libuv1-dev node-llhttp libyaml-cpp-dev \
-  libhiredis-dev libpq-dev zlib1g-dev libbrotli-dev libssl-dev doctest-dev \
+  libhiredis-dev libpq-dev zlib1g-dev libbrotli-dev libzstd-dev libssl-dev doctest-dev rapidjson-dev \
   postgresql-15 pgbouncer redis-server python3 python3-pytest curl procps prometheus
 BENCH_PACKAGES := wrk nghttp2-client nginx-light haproxy valgrind linux-perf strace
 
