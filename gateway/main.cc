@@ -233,6 +233,9 @@ int main(int argc, char** argv) {
   pool.poolTimeoutMs = static_cast<uint64_t>(g.upstream.pool_timeout.count());
   pool.sharedOpenConnections = &rt->upstreamOpenConnections;
   rt->filters = gateway::buildFilterChain(g);
+  rt->routes = std::make_unique<gateway::RouteNamer>(g);
+  rt->stats = std::make_unique<gateway::GatewayStats>(static_cast<unsigned>(workers) + 1);
+  rt->stats->bindRuntime(*rt);
 
   int rc = 0;
   {

@@ -3,10 +3,13 @@
 // that implement process-wide limits. Everything mutable here is atomic.
 #include <atomic>
 #include <cstdint>
+#include <memory>
 
 #include "common/config/app_config.h"
 #include "common/http/client.h"
 #include "gateway/filters/filter.h"
+#include "gateway/route.h"
+#include "gateway/stats.h"
 
 namespace gateway {
 
@@ -22,9 +25,8 @@ struct Runtime {
   std::atomic<bool> upstreamHealthy{false};
   http::PoolStats upstreamPoolStats;
 
-  std::atomic<uint64_t> requestsTotal{0};
-  std::atomic<uint64_t> concurrencyRejected{0};
-  std::atomic<uint64_t> upstreamRetries{0};
+  std::unique_ptr<GatewayStats> stats;  // set before workers start
+  std::unique_ptr<RouteNamer> routes;
 
   const cfg::GatewayConfig& gateway() const { return config.gateway; }
 };

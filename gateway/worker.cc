@@ -1,6 +1,7 @@
 #include "gateway/worker.h"
 
 #include "common/obs/log.h"
+#include "common/obs/metrics.h"
 
 namespace gateway {
 
@@ -48,6 +49,7 @@ void Worker::start() {
 }
 
 void Worker::run() {
+  obs::setMetricsShard(static_cast<unsigned>(index_) + 1);  // shard 0 is the main thread's
   uv_run(&loop_, UV_RUN_DEFAULT);
   if (onExit_) {
     onExit_();

@@ -14,7 +14,4 @@ class AdminHandler : public http::RequestHandler {
   const Runtime& rt_;
 };
 
-// Prometheus text exposition of the process-wide counters.
-std::string renderMetrics(const Runtime& rt);
-
 }  // namespace gateway

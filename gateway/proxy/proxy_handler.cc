@@ -6,6 +6,7 @@
 
 #include "common/http/status.h"
 #include "common/obs/log.h"
+#include "common/obs/metrics.h"
 #include "gateway/admin/health.h"
 
 namespace gateway {
@@ -67,7 +68,7 @@ void ProxyHandler::onRequestHead(http::ServerConnection& c) {
   const int64_t limit = rt.gateway().limit_concurrency;
   if (ctx_.runtime.inFlight.fetch_add(1, std::memory_order_relaxed) >= limit) {
     ctx_.runtime.inFlight.fetch_sub(1, std::memory_order_relaxed);
-    ctx_.runtime.concurrencyRejected.fetch_add(1, std::memory_order_relaxed);
+    ctx_.runtime.stats->concurrencyRejected.inc();
     sendLocalError(503, "too many requests in flight", "Retry-After: 1\r\n");
     return;
   }
@@ -381,6 +382,7 @@ void ProxyHandler::onUpstreamDrained(http::ClientConnection&) {
 }
 
 void ProxyHandler::onUpstreamComplete(http::ClientConnection& conn) {
+  ctx_.runtime.stats->upstreamSuccess.inc();
   upstream_ = nullptr;
   conn.release(requestEnded_);
   phase_ = Phase::Done;
@@ -420,6 +422,7 @@ void ProxyHandler::onUpstreamError(http::ClientConnection* conn, http::UpstreamE
     return;
   }
   lastError_ = http::upstreamErrorName(error);
+  ctx_.runtime.stats->upstreamOutcome(error).inc();
   if (responseHeadSent_) {
     phase_ = Phase::Done;
     conn_->abortResponse();  // a truncated response must not look complete
@@ -427,7 +430,7 @@ void ProxyHandler::onUpstreamError(http::ClientConnection* conn, http::UpstreamE
   }
   if (canRetry(error)) {
     ++retries_;
-    ctx_.runtime.upstreamRetries.fetch_add(1, std::memory_order_relaxed);
+    ctx_.runtime.stats->upstreamRetries.inc();
     phase_ = Phase::Backoff;
     // A reused keep-alive connection the upstream had just closed is retried at once: that
     // failure says nothing about the upstream's health.
@@ -513,10 +516,13 @@ void ProxyHandler::onExchangeAborted(http::ServerConnection&) {
 
 void ProxyHandler::onExchangeComplete(http::ServerConnection& c) {
   const Runtime& rt = ctx_.runtime;
-  ctx_.runtime.requestsTotal.fetch_add(1, std::memory_order_relaxed);
+  const double durationMs =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c.requestStart()).count();
+  const std::string_view route = c.hasRequest() ? rt.routes->nameFor(pathOf(c.request().target)) : "other";
+  const std::string_view method = c.hasRequest() ? obs::methodLabel(c.request().methodName()) : "other";
+  rt.stats->requests->labels({method, obs::statusCodeLabel(c.responseStatus()), route}).inc();
+  rt.stats->requestDuration->labels({route}).observe(durationMs / 1000.0);
   if (rt.gateway().logging.access_log && obs::enabled(obs::Level::Info)) {
-    const double durationMs =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c.requestStart()).count();
     obs::LogFields f;
     const bool hasRequest = c.hasRequest();
     f.str("method", hasRequest ? c.request().methodName() : "-")

@@ -1,0 +1,217 @@
+#include "gateway/filters/cache/etag.h"
+
+#include <bit>
+#include <cstring>
+
+namespace gateway::cache {
+namespace {
+
+constexpr uint64_t kPrime1 = 0x9E3779B185EBCA87ULL;
+constexpr uint64_t kPrime2 = 0xC2B2AE3D27D4EB4FULL;
+constexpr uint64_t kPrime3 = 0x165667B19E3779F9ULL;
+constexpr uint64_t kPrime4 = 0x85EBCA77C2B2AE63ULL;
+constexpr uint64_t kPrime5 = 0x27D4EB2F165667C5ULL;
+
+uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+// XXH64 is defined over little-endian reads; memcpy keeps them unaligned-safe.
+uint64_t read64(const unsigned char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof(v));
+  if constexpr (std::endian::native == std::endian::big) {
+    v = __builtin_bswap64(v);
+  }
+  return v;
+}
+
+uint32_t read32(const unsigned char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  if constexpr (std::endian::native == std::endian::big) {
+    v = __builtin_bswap32(v);
+  }
+  return v;
+}
+
+uint64_t round(uint64_t acc, uint64_t input) {
+  acc += input * kPrime2;
+  acc = rotl(acc, 31);
+  return acc * kPrime1;
+}
+
+uint64_t mergeRound(uint64_t acc, uint64_t value) {
+  acc ^= round(0, value);
+  return acc * kPrime1 + kPrime4;
+}
+
+// Parses one entity-tag at the start of `s`; returns its length, 0 when there is none.
+size_t entityTagLength(std::string_view s) {
+  size_t i = 0;
+  if (s.starts_with("W/")) {
+    i = 2;
+  }
+  if (i >= s.size() || s[i] != '"') {
+    return 0;
+  }
+  for (++i; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"') {
+      return i + 1;
+    }
+    if (c < 0x21 || c == 0x7F) {
+      return 0;
+    }
+  }
+  return 0;
+}
+
+std::string_view opaqueTag(std::string_view etag) { return etag.starts_with("W/") ? etag.substr(2) : etag; }
+
+bool isOws(char c) { return c == ' ' || c == '\t'; }
+
+}  // namespace
+
+Xxh64::Xxh64(uint64_t seed) : seed_(seed) {
+  acc_[0] = seed + kPrime1 + kPrime2;
+  acc_[1] = seed + kPrime2;
+  acc_[2] = seed;
+  acc_[3] = seed - kPrime1;
+}
+
+void Xxh64::update(std::string_view data) {
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(data.data());
+  size_t n = data.size();
+  totalLength_ += n;
+  if (buffered_ + n < 32) {
+    std::memcpy(buffer_ + buffered_, p, n);
+    buffered_ += n;
+    return;
+  }
+  if (buffered_ > 0) {
+    size_t fill = 32 - buffered_;
+    std::memcpy(buffer_ + buffered_, p, fill);
+    for (int lane = 0; lane < 4; ++lane) {
+      acc_[lane] = round(acc_[lane], read64(buffer_ + 8 * lane));
+    }
+    p += fill;
+    n -= fill;
+    buffered_ = 0;
+  }
+  while (n >= 32) {
+    for (int lane = 0; lane < 4; ++lane) {
+      acc_[lane] = round(acc_[lane], read64(p + 8 * lane));
+    }
+    p += 32;
+    n -= 32;
+  }
+  std::memcpy(buffer_, p, n);
+  buffered_ = n;
+}
+
+uint64_t Xxh64::digest() const {
+  uint64_t h;
+  if (totalLength_ >= 32) {
+    h = rotl(acc_[0], 1) + rotl(acc_[1], 7) + rotl(acc_[2], 12) + rotl(acc_[3], 18);
+    for (int lane = 0; lane < 4; ++lane) {
+      h = mergeRound(h, acc_[lane]);
+    }
+  } else {
+    h = seed_ + kPrime5;
+  }
+  h += totalLength_;
+  const unsigned char* p = buffer_;
+  size_t n = buffered_;
+  while (n >= 8) {
+    h ^= round(0, read64(p));
+    h = rotl(h, 27) * kPrime1 + kPrime4;
+    p += 8;
+    n -= 8;
+  }
+  if (n >= 4) {
+    h ^= static_cast<uint64_t>(read32(p)) * kPrime1;
+    h = rotl(h, 23) * kPrime2 + kPrime3;
+    p += 4;
+    n -= 4;
+  }
+  while (n > 0) {
+    h ^= static_cast<uint64_t>(*p) * kPrime5;
+    h = rotl(h, 11) * kPrime1;
+    ++p;
+    --n;
+  }
+  h ^= h >> 33;
+  h *= kPrime2;
+  h ^= h >> 29;
+  h *= kPrime3;
+  h ^= h >> 32;
+  return h;
+}
+
+uint64_t xxh64(std::string_view data, uint64_t seed) {
+  Xxh64 hasher(seed);
+  hasher.update(data);
+  return hasher.digest();
+}
+
+std::string etagFromHash(uint64_t hash) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string tag(18, '"');
+  for (int i = 0; i < 16; ++i) {
+    tag[static_cast<size_t>(16 - i)] = kHex[hash & 0xF];
+    hash >>= 4;
+  }
+  return tag;
+}
+
+std::string makeEtag(std::string_view body) { return etagFromHash(xxh64(body)); }
+
+bool isValidEtag(std::string_view etag) { return !etag.empty() && entityTagLength(etag) == etag.size(); }
+
+bool weakEtagMatch(std::string_view a, std::string_view b) {
+  return isValidEtag(a) && isValidEtag(b) && opaqueTag(a) == opaqueTag(b);
+}
+
+bool ifNoneMatchMatches(std::string_view ifNoneMatch, std::string_view etag) {
+  size_t i = 0;
+  const size_t n = ifNoneMatch.size();
+  while (i < n && isOws(ifNoneMatch[i])) {
+    ++i;
+  }
+  size_t end = n;
+  while (end > i && isOws(ifNoneMatch[end - 1])) {
+    --end;
+  }
+  std::string_view value = ifNoneMatch.substr(i, end - i);
+  if (value == "*") {
+    return true;
+  }
+  // 1#entity-tag: parse the whole list first; a malformed one answers false (see header).
+  bool matched = false;
+  bool sawTag = false;
+  size_t pos = 0;
+  while (pos < value.size()) {
+    char c = value[pos];
+    if (c == ',' || isOws(c)) {
+      ++pos;
+      continue;
+    }
+    size_t length = entityTagLength(value.substr(pos));
+    if (length == 0) {
+      return false;
+    }
+    std::string_view tag = value.substr(pos, length);
+    sawTag = true;
+    matched = matched || (!etag.empty() && weakEtagMatch(tag, etag));
+    pos += length;
+    // Only OWS may separate the tag from the next comma.
+    while (pos < value.size() && isOws(value[pos])) {
+      ++pos;
+    }
+    if (pos < value.size() && value[pos] != ',') {
+      return false;
+    }
+  }
+  return sawTag && matched;
+}
+
+}  // namespace gateway::cache
