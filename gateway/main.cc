@@ -234,6 +234,17 @@ int main(int argc, char** argv) {
   pool.sharedOpenConnections = &rt->upstreamOpenConnections;
   rt->filters = gateway::buildFilterChain(g);
   rt->routes = std::make_unique<gateway::RouteNamer>(g);
+  rt->retryOn = *resilience::FailureSet::parse(g.upstream.retry.retry_on);  // validated at load
+  rt->breakerFailures = resilience::FailureSet::breakerDefault();
+  rt->backoff = resilience::BackoffPolicy::fromConfig(g.upstream.retry);
+  rt->breaker = std::make_unique<resilience::CircuitBreaker>(
+      resilience::CircuitBreaker::Options::fromConfig(g.upstream.circuit_breaker));
+  rt->breaker->setTransitionHook([](resilience::CircuitBreaker::State from, resilience::CircuitBreaker::State to) {
+    static constexpr const char* kNames[] = {"closed", "open", "half_open"};
+    obs::warn("circuit breaker state change", obs::LogFields()
+                                                  .str("from", kNames[static_cast<int>(from)])
+                                                  .str("to", kNames[static_cast<int>(to)]));
+  });
   rt->stats = std::make_unique<gateway::GatewayStats>(static_cast<unsigned>(workers) + 1);
   rt->stats->bindRuntime(*rt);
 

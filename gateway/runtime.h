@@ -7,6 +7,9 @@
 
 #include "common/config/app_config.h"
 #include "common/http/client.h"
+#include "common/resilience/backoff.h"
+#include "common/resilience/circuit_breaker.h"
+#include "common/resilience/failure.h"
 #include "gateway/filters/filter.h"
 #include "gateway/route.h"
 #include "gateway/stats.h"
@@ -26,6 +29,11 @@ struct Runtime {
   http::PoolStats upstreamPoolStats;
 
   std::unique_ptr<GatewayStats> stats;  // set before workers start
+  // Upstream resilience (CONTRACT §4), shared by every worker.
+  std::unique_ptr<resilience::CircuitBreaker> breaker;
+  resilience::FailureSet retryOn;          // gateway.upstream.retry.retry_on
+  resilience::FailureSet breakerFailures;  // what counts against the breaker
+  resilience::BackoffPolicy backoff;
   std::unique_ptr<RouteNamer> routes;
 
   const cfg::GatewayConfig& gateway() const { return config.gateway; }

@@ -25,11 +25,10 @@ GatewayStats::GatewayStats(unsigned shards) : registry(std::make_unique<obs::Met
   for (http::UpstreamError e : kAllErrors) {
     upstreamErrors[static_cast<int>(e)] = upstreamRequests->labels({http::upstreamErrorName(e)});
   }
+  upstreamCircuitOpen = upstreamRequests->labels({"circuit_open"});
   upstreamRetries = r.counter("gateway_upstream_retries_total", "Upstream attempts after the first.");
   concurrencyRejected =
       r.counter("gateway_concurrency_rejected_total", "Requests answered 503 because limit_concurrency was reached.");
-  circuitBreakerState =
-      r.gauge("gateway_circuit_breaker_state", "Upstream circuit breaker: 0 closed, 1 open, 2 half-open.");
   rateLimited = &r.counterFamily("gateway_rate_limited_total", "Requests answered 429, by rate-limit rule.", {"rule"});
   cacheRequests = &r.counterFamily("gateway_cache_requests_total", "Response cache lookups, by result.", {"result"});
   for (std::string_view result : {"hit", "miss", "bypass"}) {
@@ -46,6 +45,8 @@ void GatewayStats::bindRuntime(const Runtime& rt) {
                   [&rt] { return static_cast<double>(rt.inFlight.load(std::memory_order_relaxed)); });
   r.callbackGauge("gateway_connections_active", "Open client connections.",
                   [&rt] { return static_cast<double>(rt.clientConnections.load(std::memory_order_relaxed)); });
+  r.callbackGauge("gateway_circuit_breaker_state", "Upstream circuit breaker: 0 closed, 1 open, 2 half-open.",
+                  [&rt] { return static_cast<double>(rt.breaker->stateValue()); });
   obs::CallbackFamily& pool = r.callbackGaugeFamily("gateway_upstream_pool_connections",
                                                     "Upstream connections of the pool, by state.", {"state"});
   pool.add({"active"}, [&rt] { return static_cast<double>(rt.upstreamPoolStats.active.load()); });

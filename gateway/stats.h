@@ -24,9 +24,9 @@ struct GatewayStats {
   obs::CounterFamily* upstreamRequests = nullptr;  // gateway_upstream_requests_total{outcome}
   obs::Counter upstreamSuccess;
   obs::Counter upstreamErrors[8];                  // indexed by http::UpstreamError
+  obs::Counter upstreamCircuitOpen;
   obs::Counter upstreamRetries;
   obs::Counter concurrencyRejected;
-  obs::Gauge circuitBreakerState;                  // 0 closed, 1 open, 2 half-open
   obs::CounterFamily* rateLimited = nullptr;       // gateway_rate_limited_total{rule}
   obs::CounterFamily* cacheRequests = nullptr;     // gateway_cache_requests_total{result}
   obs::CounterFamily* compressedResponses = nullptr;  // gateway_compressed_responses_total{encoding}

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "common/http/status.h"
+#include "common/resilience/failure.h"
 #include "common/obs/log.h"
 #include "common/obs/metrics.h"
 #include "gateway/admin/health.h"
@@ -18,29 +19,26 @@ constexpr size_t kReplayLimit = 64 * 1024;
 // Above this many buffered bytes the other side stops being read (backpressure).
 constexpr size_t kHighWater = 256 * 1024;
 
-bool isIdempotent(llhttp_method_t m) {
-  return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_PUT || m == HTTP_DELETE;
-}
-
 std::string_view pathOf(const std::string& target) {
   std::string_view t = target;
   return t.substr(0, t.find('?'));
 }
 
-uint64_t fullJitterBackoffMs(const cfg::RetryConfig& r, int retryNumber) {
-  thread_local std::minstd_rand rng{std::random_device{}()};
-  const uint64_t base = static_cast<uint64_t>(r.backoff_base.count());
-  const uint64_t cap = static_cast<uint64_t>(r.backoff_max.count());
-  const uint64_t exp = base << std::min(retryNumber - 1, 20);
-  const uint64_t ceiling = std::min(cap, exp);
-  if (ceiling == 0) {
-    return 0;
+resilience::FailureKind failureKindOf(http::UpstreamError e) {
+  switch (e) {
+    case http::UpstreamError::ConnectFailed:
+    case http::UpstreamError::ConnectTimeout:
+      return resilience::FailureKind::ConnectFailure;
+    case http::UpstreamError::Reset:
+    case http::UpstreamError::Protocol:
+      return resilience::FailureKind::Reset;
+    case http::UpstreamError::ReadTimeout:
+    case http::UpstreamError::WriteTimeout:
+      return resilience::FailureKind::Timeout;
+    case http::UpstreamError::PoolTimeout:
+      return resilience::FailureKind::None;  // our queue, not the upstream's failure
   }
-  return std::uniform_int_distribution<uint64_t>(0, ceiling)(rng);
-}
-
-bool retryOnListed(const cfg::RetryConfig& r, std::string_view what) {
-  return std::find(r.retry_on.begin(), r.retry_on.end(), what) != r.retry_on.end();
+  return resilience::FailureKind::None;
 }
 
 }  // namespace
@@ -103,6 +101,8 @@ void ProxyHandler::continueRequest() {
 void ProxyHandler::startProxy() {
   buildUpstreamHead(*conn_);
   upstreamStart_ = std::chrono::steady_clock::now();
+  const Runtime& rt = ctx_.runtime;
+  retry_.emplace(rt.backoff, algo::steadyNow()() + rt.gateway().request_timeout);
   startAttempt();
 }
 
@@ -163,9 +163,34 @@ void ProxyHandler::buildUpstreamHead(const http::ServerConnection& c) {
 }
 
 void ProxyHandler::startAttempt() {
-  ++attempt_;
+  retry_->beginTry();
+  permit_ = ctx_.runtime.breaker->tryAcquire();
+  if (!permit_) {
+    // Open breaker: answered at once, the upstream is not touched.
+    lastError_ = "circuit_open";
+    ctx_.runtime.stats->upstreamCircuitOpen.inc();
+    sendLocalError(503, "upstream circuit breaker open", "Retry-After: 1\r\n");
+    return;
+  }
   phase_ = Phase::Acquiring;
   ctx_.upstreamPool.acquire(this);  // may call back synchronously
+}
+
+bool ProxyHandler::scheduleRetry(resilience::FailureKind kind, int status, bool immediate) {
+  const Runtime& rt = ctx_.runtime;
+  if (!resilience::retryAllowed(rt.retryOn, conn_->request().methodName(), kind, status, responseHeadSent_,
+                                !bodySentUnreplayable_) ||
+      !retry_->attemptsLeft()) {
+    return false;
+  }
+  const std::optional<algo::Millis> delay = retry_->nextDelay(algo::steadyNow()());
+  if (!delay) {
+    return false;  // no time left before request_timeout
+  }
+  rt.stats->upstreamRetries.inc();
+  phase_ = Phase::Backoff;
+  backoffTimer_.start(immediate ? 0 : static_cast<uint64_t>(delay->count()));
+  return true;
 }
 
 void ProxyHandler::onUpstreamReady(http::ClientConnection& conn) {
@@ -250,6 +275,11 @@ void ProxyHandler::onRequestEnd(http::ServerConnection&) {
 }
 
 bool ProxyHandler::onUpstreamHead(http::ClientConnection&, http::MessageHead& head) {
+  const Runtime& rt = ctx_.runtime;
+  permit_.record(rt.breakerFailures.matches(resilience::FailureKind::None, head.status));
+  if (head.status >= 500 && scheduleRetryAfterResponse(head.status)) {
+    return true;  // the body is read and dropped; the next attempt starts when it ends
+  }
   const std::string& requestIdHeader = ctx_.runtime.gateway().request_id.header;
   const std::string* connection = head.headers.find("connection");
   const std::string_view connectionValue = connection != nullptr ? std::string_view(*connection) : std::string_view();
@@ -317,6 +347,9 @@ void ProxyHandler::sendBody(std::string_view data, bool end) {
 }
 
 bool ProxyHandler::onUpstreamBody(http::ClientConnection& conn, const char* data, size_t len) {
+  if (discardResponse_) {
+    return true;
+  }
   sendBody({data, len}, false);
   if (conn_->downstreamBuffered() > kHighWater) {
     conn.pauseReading();
@@ -382,38 +415,20 @@ void ProxyHandler::onUpstreamDrained(http::ClientConnection&) {
 }
 
 void ProxyHandler::onUpstreamComplete(http::ClientConnection& conn) {
-  ctx_.runtime.stats->upstreamSuccess.inc();
   upstream_ = nullptr;
   conn.release(requestEnded_);
+  if (discardResponse_) {
+    discardResponse_ = false;  // a retryable 5xx was read to the end; its retry is scheduled
+    backoffTimer_.start(pendingRetryDelayMs_);
+    return;
+  }
+  ctx_.runtime.stats->upstreamSuccess.inc();
   phase_ = Phase::Done;
   requestTimer_.stop();
   if (!bodyFilters_.empty()) {
     sendBody({}, true);
   }
   conn_->endResponse();
-}
-
-bool ProxyHandler::canRetry(http::UpstreamError error) const {
-  const cfg::GatewayConfig& g = ctx_.runtime.gateway();
-  if (attempt_ >= g.upstream.retry.attempts || responseHeadSent_) {
-    return false;
-  }
-  const bool bodyReplayable = !bodySentUnreplayable_;
-  switch (error) {
-    case http::UpstreamError::ConnectFailed:
-    case http::UpstreamError::ConnectTimeout:
-      // Nothing reached the upstream: safe for every method.
-      return retryOnListed(g.upstream.retry, "connect_failure") && bodyReplayable;
-    case http::UpstreamError::Reset:
-      return retryOnListed(g.upstream.retry, "reset") && isIdempotent(conn_->request().method) && bodyReplayable;
-    case http::UpstreamError::ReadTimeout:
-    case http::UpstreamError::WriteTimeout:
-      return retryOnListed(g.upstream.retry, "timeout") && isIdempotent(conn_->request().method) && bodyReplayable;
-    case http::UpstreamError::PoolTimeout:
-    case http::UpstreamError::Protocol:
-      return false;
-  }
-  return false;
 }
 
 void ProxyHandler::onUpstreamError(http::ClientConnection* conn, http::UpstreamError error) {
@@ -423,23 +438,44 @@ void ProxyHandler::onUpstreamError(http::ClientConnection* conn, http::UpstreamE
   }
   lastError_ = http::upstreamErrorName(error);
   ctx_.runtime.stats->upstreamOutcome(error).inc();
+  const resilience::FailureKind kind = failureKindOf(error);
+  if (kind != resilience::FailureKind::None && ctx_.runtime.breakerFailures.matches(kind, 0)) {
+    permit_.recordFailure();
+  } else {
+    permit_.release();
+  }
   if (responseHeadSent_) {
     phase_ = Phase::Done;
     conn_->abortResponse();  // a truncated response must not look complete
     return;
   }
-  if (canRetry(error)) {
-    ++retries_;
-    ctx_.runtime.stats->upstreamRetries.inc();
-    phase_ = Phase::Backoff;
-    // A reused keep-alive connection the upstream had just closed is retried at once: that
-    // failure says nothing about the upstream's health.
-    const bool staleReuse = error == http::UpstreamError::Reset && conn != nullptr && conn->reused() &&
-                            !conn->responseStarted();
-    backoffTimer_.start(staleReuse ? 0 : fullJitterBackoffMs(ctx_.runtime.gateway().upstream.retry, retries_));
+  // A reused keep-alive connection the upstream had just closed is retried at once: that
+  // failure says nothing about the upstream's health.
+  const bool staleReuse =
+      error == http::UpstreamError::Reset && conn != nullptr && conn->reused() && !conn->responseStarted();
+  if (kind != resilience::FailureKind::None && scheduleRetry(kind, 0, staleReuse)) {
     return;
   }
   replyUpstreamError(error);
+}
+
+bool ProxyHandler::scheduleRetryAfterResponse(int status) {
+  const Runtime& rt = ctx_.runtime;
+  if (!requestEnded_ ||
+      !resilience::retryAllowed(rt.retryOn, conn_->request().methodName(), resilience::FailureKind::None, status,
+                                responseHeadSent_, !bodySentUnreplayable_) ||
+      !retry_->attemptsLeft()) {
+    return false;
+  }
+  const std::optional<algo::Millis> delay = retry_->nextDelay(algo::steadyNow()());
+  if (!delay) {
+    return false;
+  }
+  rt.stats->upstreamRetries.inc();
+  lastError_ = "status_" + std::to_string(status);
+  discardResponse_ = true;
+  pendingRetryDelayMs_ = static_cast<uint64_t>(delay->count());
+  return true;
 }
 
 void ProxyHandler::replyUpstreamError(http::UpstreamError error) {
@@ -489,6 +525,7 @@ void ProxyHandler::onRequestTimeout() {
 }
 
 void ProxyHandler::releaseUpstream() {
+  permit_.release();
   // Withdraws us from the pool's wait queue and from a connect in flight for us (that connection
   // finishes connecting and joins the idle list).
   ctx_.upstreamPool.cancel(this);
@@ -535,7 +572,7 @@ void ProxyHandler::onExchangeComplete(http::ServerConnection& c) {
         .str("trace_id", "")
         .str("client_ip", c.clientIp())
         .str("cache", "BYPASS")
-        .num("retries", retries_);
+        .num("retries", retry_ ? retry_->retries() : 0);
     if (!lastError_.empty()) {
       f.str("upstream_error", lastError_);
     }
@@ -562,8 +599,9 @@ void ProxyHandler::resetExchange() {
   responseHeadSent_ = false;
   bodyFilters_.clear();
   nextFilter_ = 0;
-  attempt_ = 0;
-  retries_ = 0;
+  retry_.reset();
+  permit_.release();
+  discardResponse_ = false;
   lastError_.clear();
   upstreamMs_ = -1;
 }

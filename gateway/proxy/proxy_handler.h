@@ -3,10 +3,14 @@
 // the reverse proxy to the upstream pool with streaming both ways, retries and timeouts.
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "common/http/client.h"
 #include "common/http/server.h"
+#include "common/resilience/backoff.h"
+#include "common/resilience/circuit_breaker.h"
+#include "common/resilience/failure.h"
 #include "common/uv/timer.h"
 #include "gateway/filters/filter.h"
 #include "gateway/runtime.h"
@@ -68,7 +72,10 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   void buildUpstreamHead(const http::ServerConnection& c);
   void startAttempt();
   void queueBody(std::string_view framed);
-  bool canRetry(http::UpstreamError error) const;
+  // Schedules the next attempt when the failure, the method and the body allow it (CONTRACT §4).
+  bool scheduleRetry(resilience::FailureKind kind, int status, bool immediate);
+  // For a retryable 5xx head: the body is read and dropped, then the retry starts.
+  bool scheduleRetryAfterResponse(int status);
   void onRequestTimeout();
   // The one place an upstream failure becomes a status code and a JSON error.
   void replyUpstreamError(http::UpstreamError error);
@@ -96,8 +103,10 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   bool inFlightCounted_ = false;
   bool chunkedBody_ = false;
   bool responseHeadSent_ = false;
-  int attempt_ = 0;
-  int retries_ = 0;
+  std::optional<resilience::RetryState> retry_;
+  resilience::CircuitBreaker::Permit permit_;
+  bool discardResponse_ = false;
+  uint64_t pendingRetryDelayMs_ = 0;
   std::string lastError_;
   std::chrono::steady_clock::time_point upstreamStart_{};
   double upstreamMs_ = -1;

@@ -11,7 +11,9 @@
 // only a configured "null". The response echoes the request's Origin byte for byte, as browsers
 // compare it exactly against their own serialization.
 //
-// Methods compare case-sensitively (RFC 9110 §9.1); request header names case-insensitively.
+// Methods compare case-sensitively (RFC 9110 §9.1) and must be listed, GET/HEAD/POST included:
+// stricter than browsers (which skip the method check for those three), so that allow_methods
+// is the whole policy. Request header names compare case-insensitively.
 // "*" in allow_origins, allow_methods or allow_headers means "any". For methods and headers the
 // wildcard is answered by echoing what was asked, which stays valid with credentials (the Fetch
 // standard ignores a literal "*" there when credentials are on). A "*" origin is ignored when
