@@ -1,11 +1,16 @@
 #include "gateway/filters/registry.h"
 
+#include "gateway/filters/compression/compression_filter.h"
+#include "gateway/filters/cors/cors_filter.h"
+
 namespace gateway {
 
-FilterChain buildFilterChain(const cfg::GatewayConfig& /*config*/) {
+FilterChain buildFilterChain(const cfg::GatewayConfig& config) {
   FilterChain chain;
-  // Request order. Response hooks run in reverse, so the cache (closest to the upstream) stores
-  // what compression produced and CORS decorates every reply last.
+  // Request order. Response hooks run in reverse: compression sees the upstream's response first,
+  // CORS decorates every reply last.
+  chain.push_back(std::make_unique<CorsFilterFactory>(config.cors));
+  chain.push_back(std::make_unique<CompressionFilterFactory>(config.compression));
   return chain;
 }
 
