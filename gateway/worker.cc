@@ -9,7 +9,8 @@ Worker::Worker(Runtime& rt, int index, std::function<void()> onExit)
     : rt_(rt), index_(index), onExit_(std::move(onExit)) {
   uv_loop_init(&loop_);
   pool_ = std::make_unique<http::ConnectionPool>(&loop_, rt_.upstreamPool, &rt_.upstreamPoolStats);
-  ctx_ = std::make_unique<WorkerContext>(WorkerContext{rt_, &loop_, *pool_, rt_.filters});
+  ctx_ = std::make_unique<WorkerContext>(
+      WorkerContext{rt_, &loop_, *pool_, rt_.filters, [this](std::function<void()> task) { post(std::move(task)); }});
   const cfg::GatewayConfig& g = rt_.gateway();
   http::ServerSettings s;
   s.maxHeaderBytes = g.max_header_bytes;
@@ -58,12 +59,19 @@ void Worker::run() {
 
 void Worker::drain() {
   drainRequested_ = true;
-  uv_async_send(command_.get());
+  wake();
 }
 
 void Worker::forceClose() {
   forceRequested_ = true;
-  uv_async_send(command_.get());
+  wake();
+}
+
+void Worker::wake() {
+  std::lock_guard lock(tasksMu_);
+  if (acceptingTasks_) {
+    uv_async_send(command_.get());
+  }
 }
 
 void Worker::join() {
@@ -72,11 +80,34 @@ void Worker::join() {
   }
 }
 
+void Worker::post(std::function<void()> task) {
+  {
+    std::lock_guard lock(tasksMu_);
+    if (!acceptingTasks_) {
+      return;  // the loop is gone; whoever posted holds only weak references
+    }
+    tasks_.push_back(std::move(task));
+  }
+  wake();
+}
+
+void Worker::runPostedTasks() {
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard lock(tasksMu_);
+    tasks.swap(tasks_);
+  }
+  for (auto& task : tasks) {
+    task();
+  }
+}
+
 void Worker::onCommand(uv_async_t* a) {
   auto* self = static_cast<Worker*>(a->data);
   if (self == nullptr) {
     return;
   }
+  self->runPostedTasks();
   if (self->forceRequested_.load()) {
     self->stopping_ = true;
     self->server_->stopListening();
@@ -97,7 +128,11 @@ void Worker::maybeExit() {
   }
   // Nothing left to serve: close what keeps the loop alive so uv_run returns.
   pool_->closeIdle();
-  command_.close();
+  {
+    std::lock_guard lock(tasksMu_);
+    acceptingTasks_ = false;
+    command_.close();
+  }
 }
 
 }  // namespace gateway

@@ -6,7 +6,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "common/http/client.h"
 #include "common/http/server.h"
@@ -29,11 +31,15 @@ class Worker {
   void drain();       // stop accepting, Connection: close, close idle; exit when empty
   void forceClose();  // close every connection now
   void join();
+  // Runs `task` on this worker's loop (thread-safe). Tasks posted after the loop ended are dropped.
+  void post(std::function<void()> task);
 
  private:
   static void onCommand(uv_async_t* a);
   void run();
   void maybeExit();
+  void runPostedTasks();
+  void wake();
 
   Runtime& rt_;
   int index_;
@@ -46,6 +52,9 @@ class Worker {
   std::atomic<bool> drainRequested_{false};
   std::atomic<bool> forceRequested_{false};
   bool stopping_ = false;
+  std::mutex tasksMu_;
+  std::vector<std::function<void()>> tasks_;
+  bool acceptingTasks_ = true;  // guarded by tasksMu_
   std::thread thread_;
 };
 

@@ -49,6 +49,8 @@ class FilterCallbacks {
   // passes through the response hooks of every filter.
   virtual void sendLocalReply(int status, std::string_view contentType, std::string_view body,
                               std::string_view extraHeaders = {}) = 0;
+  // Answers with a complete response head and body (e.g. from the cache); same rules as above.
+  virtual void sendLocalResponse(ResponseHead& head, std::string_view body) = 0;
   // The JSON error reply of CONTRACT §4 ({"error","request_id"}).
   virtual void sendLocalError(int status, std::string_view message, std::string_view extraHeaders = {}) = 0;
   // After onRequestHeaders returned Stop without replying: run the next filter.
@@ -72,6 +74,14 @@ class HttpFilter {
   virtual void onResponseData(FilterCallbacks& /*cb*/, std::string_view in, bool /*end*/, std::string& out) {
     out.append(in);
   }
+  // Non-zero: this filter must see the whole (transformed) response body before the head goes
+  // out, e.g. to put a hash of it in an ETag. The proxy then holds the head and buffers up to
+  // this many bytes; asked right after onResponseHeaders.
+  virtual size_t wholeBodyLimit() const { return 0; }
+  // The whole body is here (within the limit); the head may still be edited (ETag, 304).
+  virtual void onWholeBody(FilterCallbacks& /*cb*/, ResponseHead& /*head*/, std::string_view /*body*/) {}
+  // The body outgrew wholeBodyLimit(): the head goes out unchanged and the rest streams.
+  virtual void onWholeBodyAbandoned() {}
   // The exchange is over (completed, replied locally or aborted): release per-exchange state.
   virtual void onComplete(FilterCallbacks& /*cb*/, bool /*aborted*/) {}
 };

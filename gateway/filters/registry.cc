@@ -1,5 +1,6 @@
 #include "gateway/filters/registry.h"
 
+#include "gateway/filters/cache/cache_filter.h"
 #include "gateway/filters/compression/compression_filter.h"
 #include "gateway/filters/cors/cors_filter.h"
 
@@ -8,8 +9,10 @@ namespace gateway {
 FilterChain buildFilterChain(const cfg::GatewayConfig& config) {
   FilterChain chain;
   // Request order. Response hooks run in reverse: compression sees the upstream's response first,
-  // CORS decorates every reply last.
+  // the cache then stores the compressed variant (so a hit never compresses again), and CORS
+  // decorates every reply, cache hits included, last.
   chain.push_back(std::make_unique<CorsFilterFactory>(config.cors));
+  chain.push_back(std::make_unique<CacheFilterFactory>(config));
   chain.push_back(std::make_unique<CompressionFilterFactory>(config.compression));
   return chain;
 }

@@ -310,12 +310,24 @@ bool ProxyHandler::onUpstreamHead(http::ClientConnection&, http::MessageHead& he
 
 void ProxyHandler::sendHead(ResponseHead& head) {
   bodyFilters_.clear();
+  holdLimit_ = 0;
   for (size_t i = filters_.size(); i-- > 0;) {
     filters_[i]->onResponseHeaders(*this, head);
     if (filters_[i]->transformsBody()) {
       bodyFilters_.push_back(filters_[i].get());
     }
+    holdLimit_ = std::max(holdLimit_, filters_[i]->wholeBodyLimit());
   }
+  responseHeadSent_ = true;  // from here on the exchange is committed to this response
+  if (holdLimit_ > 0 && head.body != http::BodyKind::None && conn_->request().method != HTTP_HEAD) {
+    heldBody_.clear();
+    return;  // written by releaseHeldHead()
+  }
+  holdLimit_ = 0;
+  writeHead(head);
+}
+
+void ProxyHandler::writeHead(ResponseHead& head) {
   std::string& text = responseHeaders_;
   text.clear();
   for (const http::Header& h : head.headers) {
@@ -324,26 +336,59 @@ void ProxyHandler::sendHead(ResponseHead& head) {
     text.append(h.value);
     text.append("\r\n");
   }
-  responseHeadSent_ = true;
   conn_->sendResponseHead(head.status, head.reason, text, head.body, head.contentLength);
 }
 
+void ProxyHandler::releaseHeldHead(bool complete) {
+  ResponseHead& head = responseHead_;
+  holdLimit_ = 0;
+  if (complete) {
+    for (size_t i = filters_.size(); i-- > 0;) {
+      if (filters_[i]->wholeBodyLimit() > 0) {
+        filters_[i]->onWholeBody(*this, head, heldBody_);
+      }
+    }
+    // The length is known now, so the client gets Content-Length rather than chunks.
+    const bool noBody = head.status == 304 || head.status == 204;
+    head.body = noBody ? http::BodyKind::None : http::BodyKind::Length;
+    head.contentLength = noBody ? 0 : heldBody_.size();
+    writeHead(head);
+    if (!noBody) {
+      conn_->sendResponseBody(heldBody_.data(), heldBody_.size());
+    }
+  } else {
+    for (auto& f : filters_) {
+      f->onWholeBodyAbandoned();
+    }
+    writeHead(head);
+    conn_->sendResponseBody(heldBody_.data(), heldBody_.size());
+  }
+  heldBody_.clear();
+}
+
 void ProxyHandler::sendBody(std::string_view data, bool end) {
-  if (bodyFilters_.empty()) {
-    conn_->sendResponseBody(data.data(), data.size());
+  std::string_view out = data;
+  if (!bodyFilters_.empty()) {
+    // Each transforming filter reads the previous one's output; two scratch buffers alternate.
+    int which = 0;
+    for (HttpFilter* f : bodyFilters_) {
+      std::string& buf = bodyScratch_[which];
+      buf.clear();
+      f->onResponseData(*this, out, end, buf);
+      out = buf;
+      which ^= 1;
+    }
+  }
+  if (holdLimit_ > 0) {
+    heldBody_.append(out);
+    if (end) {
+      releaseHeldHead(true);
+    } else if (heldBody_.size() > holdLimit_) {
+      releaseHeldHead(false);
+    }
     return;
   }
-  // Each transforming filter reads the previous one's output; two scratch buffers alternate.
-  std::string_view in = data;
-  int which = 0;
-  for (HttpFilter* f : bodyFilters_) {
-    std::string& out = bodyScratch_[which];
-    out.clear();
-    f->onResponseData(*this, in, end, out);
-    in = out;
-    which ^= 1;
-  }
-  conn_->sendResponseBody(in.data(), in.size());
+  conn_->sendResponseBody(out.data(), out.size());
 }
 
 bool ProxyHandler::onUpstreamBody(http::ClientConnection& conn, const char* data, size_t len) {
@@ -359,18 +404,10 @@ bool ProxyHandler::onUpstreamBody(http::ClientConnection& conn, const char* data
 
 void ProxyHandler::sendLocalReply(int status, std::string_view contentType, std::string_view body,
                                   std::string_view extraHeaders) {
-  if (responseHeadSent_ || conn_ == nullptr) {
-    return;
-  }
-  releaseUpstream();
-  backoffTimer_.stop();
-  requestTimer_.stop();
-  phase_ = Phase::Local;
   ResponseHead& head = responseHead_;
   head.headers.clear();
   head.status = status;
   head.reason.clear();
-  head.local = true;
   if (!contentType.empty()) {
     head.headers.add("Content-Type", contentType);
   }
@@ -389,11 +426,21 @@ void ProxyHandler::sendLocalReply(int status, std::string_view contentType, std:
   }
   head.body = body.empty() ? http::BodyKind::None : http::BodyKind::Length;
   head.contentLength = body.size();
+  sendLocalResponse(head, body);
+}
+
+void ProxyHandler::sendLocalResponse(ResponseHead& head, std::string_view body) {
+  if (responseHeadSent_ || conn_ == nullptr) {
+    return;
+  }
+  releaseUpstream();
+  backoffTimer_.stop();
+  requestTimer_.stop();
+  phase_ = Phase::Local;
+  head.local = true;
   sendHead(head);
-  if (!body.empty()) {
+  if (!body.empty() || !bodyFilters_.empty() || holdLimit_ > 0) {
     sendBody(body, true);
-  } else if (!bodyFilters_.empty()) {
-    sendBody({}, true);
   }
   conn_->endResponse();
 }
@@ -425,7 +472,7 @@ void ProxyHandler::onUpstreamComplete(http::ClientConnection& conn) {
   ctx_.runtime.stats->upstreamSuccess.inc();
   phase_ = Phase::Done;
   requestTimer_.stop();
-  if (!bodyFilters_.empty()) {
+  if (!bodyFilters_.empty() || holdLimit_ > 0) {
     sendBody({}, true);
   }
   conn_->endResponse();
@@ -443,6 +490,14 @@ void ProxyHandler::onUpstreamError(http::ClientConnection* conn, http::UpstreamE
     permit_.recordFailure();
   } else {
     permit_.release();
+  }
+  if (responseHeadSent_ && holdLimit_ > 0) {
+    // The head was held (nothing went to the client yet): an error reply is still possible.
+    responseHeadSent_ = false;
+    holdLimit_ = 0;
+    heldBody_.clear();
+    replyUpstreamError(error);
+    return;
   }
   if (responseHeadSent_) {
     phase_ = Phase::Done;
@@ -598,6 +653,8 @@ void ProxyHandler::resetExchange() {
   chunkedBody_ = false;
   responseHeadSent_ = false;
   bodyFilters_.clear();
+  holdLimit_ = 0;
+  heldBody_.clear();
   nextFilter_ = 0;
   retry_.reset();
   permit_.release();

@@ -3,6 +3,7 @@
 // the reverse proxy to the upstream pool with streaming both ways, retries and timeouts.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -23,6 +24,8 @@ struct WorkerContext {
   uv_loop_t* loop;
   http::ConnectionPool& upstreamPool;
   const FilterChain& filters;
+  // Runs `task` on this worker's loop thread; callable from any thread.
+  std::function<void(std::function<void()>)> post;
 };
 
 // One instance per client connection; handles that connection's exchanges one after another.
@@ -55,6 +58,7 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   uv_loop_t* loop() const override { return ctx_.loop; }
   void sendLocalReply(int status, std::string_view contentType, std::string_view body,
                       std::string_view extraHeaders = {}) override;
+  void sendLocalResponse(ResponseHead& head, std::string_view body) override;
   void sendLocalError(int status, std::string_view message, std::string_view extraHeaders = {}) override;
   void continueRequest() override;
 
@@ -67,6 +71,10 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   void sendHead(ResponseHead& head);
   // Sends body bytes through the filters that transform it.
   void sendBody(std::string_view data, bool end);
+  // Writes the (possibly held) head to the client.
+  void writeHead(ResponseHead& head);
+  // Releases a held head: after the whole body (end) or when it outgrew the limit.
+  void releaseHeldHead(bool complete);
   void finishFilters(bool aborted);
 
   void buildUpstreamHead(const http::ServerConnection& c);
@@ -89,6 +97,8 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   bool filtersEngaged_ = false;
   ResponseHead responseHead_;
   std::string bodyScratch_[2];
+  size_t holdLimit_ = 0;  // > 0 while the head is held for a filter that needs the whole body
+  std::string heldBody_;
   http::ServerConnection* conn_ = nullptr;
   http::ClientConnection* upstream_ = nullptr;
   uvx::Timer requestTimer_;
