@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
   pool.writeTimeoutMs = static_cast<uint64_t>(g.upstream.write_timeout.count());
   pool.poolTimeoutMs = static_cast<uint64_t>(g.upstream.pool_timeout.count());
   pool.sharedOpenConnections = &rt->upstreamOpenConnections;
-  rt->filters = gateway::buildFilterChain(g);
+  rt->filters = gateway::buildFilterChain(rt->config);
   rt->routes = std::make_unique<gateway::RouteNamer>(g);
   rt->retryOn = *resilience::FailureSet::parse(g.upstream.retry.retry_on);  // validated at load
   rt->breakerFailures = resilience::FailureSet::breakerDefault();

@@ -2,6 +2,7 @@
 
 #include "common/obs/log.h"
 #include "common/obs/metrics.h"
+#include "gateway/filters/ratelimit/rate_limit_filter.h"
 
 namespace gateway {
 
@@ -9,6 +10,13 @@ Worker::Worker(Runtime& rt, int index, std::function<void()> onExit)
     : rt_(rt), index_(index), onExit_(std::move(onExit)) {
   uv_loop_init(&loop_);
   pool_ = std::make_unique<http::ConnectionPool>(&loop_, rt_.upstreamPool, &rt_.upstreamPoolStats);
+  if (rateLimitsNeedRedis(rt_.gateway())) {
+    redisx::RedisOptions ro;
+    ro.url = rt_.config.redis.url;
+    ro.connectTimeout = rt_.config.redis.connect_timeout;
+    ro.commandTimeout = rt_.config.redis.command_timeout;
+    redis_ = std::make_unique<redisx::RedisClient>(&loop_, ro);
+  }
   ctx_ = std::make_unique<WorkerContext>(
       WorkerContext{rt_, &loop_, *pool_, rt_.filters, [this](std::function<void()> task) { post(std::move(task)); }});
   const cfg::GatewayConfig& g = rt_.gateway();
@@ -23,6 +31,7 @@ Worker::Worker(Runtime& rt, int index, std::function<void()> onExit)
   s.connectionCount = &rt_.clientConnections;
   WorkerContext* ctx = ctx_.get();
   server_ = std::make_unique<http::Server>(&loop_, s, [ctx] { return std::make_unique<ProxyHandler>(*ctx); });
+  ctx_->redis = redis_.get();
   server_->setOnEmpty([this] { maybeExit(); });
   uv_async_init(&loop_, command_.get(), &Worker::onCommand);
   command_.markInitialized();
@@ -33,6 +42,7 @@ Worker::~Worker() {
   join();
   server_.reset();
   pool_.reset();
+  redis_.reset();
   command_.close();
   uvx::releaseLoopState(&loop_);
   // Let close callbacks run so every handle's memory is released before the loop goes.
@@ -46,6 +56,12 @@ int Worker::bind(std::string& error) {
 }
 
 void Worker::start() {
+  if (redis_) {
+    std::string error;
+    if (!redis_->start(&error)) {
+      obs::warn("redis client not started; rate limits use their fallback", obs::LogFields().str("error", error));
+    }
+  }
   thread_ = std::thread([this] { run(); });
 }
 
@@ -128,6 +144,9 @@ void Worker::maybeExit() {
   }
   // Nothing left to serve: close what keeps the loop alive so uv_run returns.
   pool_->closeIdle();
+  if (redis_) {
+    redis_->close();
+  }
   {
     std::lock_guard lock(tasksMu_);
     acceptingTasks_ = false;

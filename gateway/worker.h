@@ -12,6 +12,7 @@
 
 #include "common/http/client.h"
 #include "common/http/server.h"
+#include "common/redis/redis_client.h"
 #include "common/uv/handle.h"
 #include "gateway/proxy/proxy_handler.h"
 #include "gateway/runtime.h"
@@ -46,6 +47,7 @@ class Worker {
   std::function<void()> onExit_;
   uv_loop_t loop_{};
   std::unique_ptr<http::ConnectionPool> pool_;
+  std::unique_ptr<redisx::RedisClient> redis_;
   std::unique_ptr<WorkerContext> ctx_;
   std::unique_ptr<http::Server> server_;
   uvx::OwnedHandle<uv_async_t> command_;

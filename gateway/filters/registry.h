@@ -6,6 +6,6 @@ namespace gateway {
 
 // The policy chain in request order, built once from config. Adding a policy is adding its
 // directory under gateway/filters/ and one line in registry.cc.
-FilterChain buildFilterChain(const cfg::GatewayConfig& config);
+FilterChain buildFilterChain(const cfg::Config& config);
 
 }  // namespace gateway

@@ -16,6 +16,10 @@
 #include "gateway/filters/filter.h"
 #include "gateway/runtime.h"
 
+namespace redisx {
+class RedisClient;
+}
+
 namespace gateway {
 
 // Per-loop context the handlers of one worker share.
@@ -26,6 +30,8 @@ struct WorkerContext {
   const FilterChain& filters;
   // Runs `task` on this worker's loop thread; callable from any thread.
   std::function<void(std::function<void()>)> post;
+  // This loop's Redis connection (rate limits); null when no rule needs Redis.
+  redisx::RedisClient* redis = nullptr;
 };
 
 // One instance per client connection; handles that connection's exchanges one after another.
