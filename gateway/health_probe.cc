@@ -15,6 +15,14 @@ HealthProbe::HealthProbe(uv_loop_t* loop, Runtime& rt) : rt_(rt), timer_(loop, [
   // A probe answer slower than the interval counts as a failure.
   s.readTimeoutMs = std::min<uint64_t>(s.readTimeoutMs, std::max<uint64_t>(interval, 100));
   pool_ = std::make_unique<http::ConnectionPool>(loop, s, &stats_);
+  if (!rt.gateway().rate_limits.empty()) {
+    redisx::RedisOptions ro;
+    ro.url = rt.config.redis.url;
+    ro.connectTimeout = rt.config.redis.connect_timeout;
+    ro.commandTimeout = rt.config.redis.command_timeout;
+    redis_ = std::make_unique<redisx::RedisClient>(loop, ro);
+    redis_->start();
+  }
   request_ = "GET " + rt.gateway().upstream.health_path + " HTTP/1.1\r\nHost: " + s.hostHeader +
              "\r\nUser-Agent: gateway-health-probe\r\n\r\n";
 }
@@ -31,11 +39,38 @@ void HealthProbe::stop() {
     current_->abandon();
     current_ = nullptr;
   }
+  if (redis_) {
+    redis_->close();
+  }
   pool_->closeIdle();
 }
 
+void HealthProbe::probeRedis() {
+  if (!redis_ || redisInProbe_) {
+    return;
+  }
+  redisInProbe_ = true;
+  redis_->command({"PING"}, [this](redisx::RedisResult r) {
+    redisInProbe_ = false;
+    const bool ok = r.ok();
+    if (rt_.redisHealthy.exchange(ok) != ok) {
+      obs::LogFields f;
+      f.str("redis", rt_.config.redis.url.substr(rt_.config.redis.url.find('@') + 1)).str("error", r.errorMessage);
+      if (ok) {
+        obs::info("redis healthy", f);
+      } else {
+        obs::warn("redis unhealthy", f);
+      }
+    }
+  });
+}
+
 void HealthProbe::probe() {
-  if (inProbe_ || stopped_) {
+  if (stopped_) {
+    return;
+  }
+  probeRedis();
+  if (inProbe_) {
     return;
   }
   inProbe_ = true;

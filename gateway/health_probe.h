@@ -1,10 +1,11 @@
 #pragma once
-// Polls the upstream's health_path every health_interval on the main loop and publishes the
-// result in Runtime::upstreamHealthy (the gateway's own /readyz reads it).
+// Polls the upstream's health_path (and, when rate limits use it, Redis with PING) every
+// health_interval on the main loop and publishes the results in Runtime (read by /readyz).
 #include <memory>
 #include <string>
 
 #include "common/http/client.h"
+#include "common/redis/redis_client.h"
 #include "common/uv/timer.h"
 #include "gateway/runtime.h"
 
@@ -26,10 +27,13 @@ class HealthProbe : public http::ClientUser {
  private:
   void probe();
   void report(bool healthy, const std::string& why);
+  void probeRedis();
 
   Runtime& rt_;
   http::PoolStats stats_;
   std::unique_ptr<http::ConnectionPool> pool_;
+  std::unique_ptr<redisx::RedisClient> redis_;
+  bool redisInProbe_ = false;
   uvx::Timer timer_;
   std::string request_;
   http::ClientConnection* current_ = nullptr;

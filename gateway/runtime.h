@@ -26,6 +26,7 @@ struct Runtime {
   std::atomic<int> upstreamOpenConnections{0};
   std::atomic<bool> draining{false};
   std::atomic<bool> upstreamHealthy{false};
+  std::atomic<bool> redisHealthy{false};  // probed only when rate limits use Redis
   http::PoolStats upstreamPoolStats;
 
   std::unique_ptr<GatewayStats> stats;  // set before workers start

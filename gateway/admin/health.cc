@@ -14,11 +14,31 @@ bool serveHealth(std::string_view path, http::ServerConnection& c, const Runtime
   }
   if (rt.draining.load(std::memory_order_relaxed)) {
     c.sendResponse(503, kJson, R"({"status":"draining"})", kNoStore);
-  } else if (!rt.upstreamHealthy.load(std::memory_order_relaxed)) {
-    c.sendResponse(503, kJson, R"({"status":"not_ready","upstream":"down"})", kNoStore);
-  } else {
-    c.sendResponse(200, kJson, R"({"status":"ready","upstream":"ok"})", kNoStore);
+    return true;
   }
+  const cfg::GatewayConfig& g = rt.gateway();
+  const bool upstreamOk = rt.upstreamHealthy.load(std::memory_order_relaxed);
+  // Redis matters for readiness only through rate limits: with every rule fail_open the gateway
+  // keeps serving (in-process limits) and reports "degraded"; a fail_open: false rule makes a
+  // dead Redis a reason to take this replica out of the Service.
+  std::string_view redis = "unused";
+  bool redisBlocks = false;
+  if (!g.rate_limits.empty()) {
+    const bool redisOk = rt.redisHealthy.load(std::memory_order_relaxed);
+    bool anyFailClosed = false;
+    for (const cfg::RateLimitRule& r : g.rate_limits) {
+      anyFailClosed = anyFailClosed || !r.fail_open;
+    }
+    redis = redisOk ? "ok" : (anyFailClosed ? "down" : "degraded");
+    redisBlocks = !redisOk && anyFailClosed;
+  }
+  const bool ready = upstreamOk && !redisBlocks;
+  std::string body = ready ? R"({"status":"ready","upstream":")" : R"({"status":"not_ready","upstream":")";
+  body += upstreamOk ? "ok" : "down";
+  body += R"(","redis":")";
+  body += redis;
+  body += "\"}";
+  c.sendResponse(ready ? 200 : 503, kJson, body, kNoStore);
   return true;
 }
 

@@ -154,3 +154,35 @@ def test_rate_limit_never_waits_longer_than_command_timeout_for_a_frozen_redis(s
         assert worst < 0.5, "a request waited %.3fs for a frozen Redis" % worst
     finally:
         os.kill(own_redis.proc.pid, signal.SIGCONT)
+
+
+def _wait_readyz(gw, status, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    resp = None
+    while time.monotonic() < deadline:
+        resp = http_request(gw.admin_port, "GET", "/readyz")
+        if resp.status == status:
+            return resp
+        time.sleep(0.1)
+    return resp
+
+
+@pytest.mark.parametrize("fail_open,down_status,down_word", [(False, 503, "down"), (True, 200, "degraded")])
+def test_readyz_names_redis_when_rate_limits_use_it(start_gateway, fake_upstream, own_redis, fail_open, down_status, down_word):
+    gw = start_gateway(
+        _cfg(_rule("ready_rl", 100, fail_open=fail_open), redis_url=own_redis.url,
+             extra={"upstream": {"health_interval": "100ms"}}),
+        upstream=fake_upstream,
+        wait_ready=False,
+    )
+    ok = _wait_readyz(gw, 200)
+    assert ok.status == 200 and ok.json() == {"status": "ready", "upstream": "ok", "redis": "ok"}, ok.describe()
+    own_redis.stop()
+    resp = _wait_readyz(gw, down_status) if down_status != 200 else None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        resp = http_request(gw.admin_port, "GET", "/readyz")
+        if resp.json().get("redis") == down_word:
+            break
+        time.sleep(0.1)
+    assert resp.status == down_status and resp.json().get("redis") == down_word, resp.describe()
