@@ -16,7 +16,7 @@
 #include "common/uv/handle.h"
 #include "common/uv/timer.h"
 #include "gateway/admin/admin_handler.h"
-#include "gateway/filters/registry.h"
+#include "gateway/policy.h"
 #include "gateway/health_probe.h"
 #include "gateway/runtime.h"
 #include "gateway/worker.h"
@@ -232,19 +232,7 @@ int main(int argc, char** argv) {
   pool.writeTimeoutMs = static_cast<uint64_t>(g.upstream.write_timeout.count());
   pool.poolTimeoutMs = static_cast<uint64_t>(g.upstream.pool_timeout.count());
   pool.sharedOpenConnections = &rt->upstreamOpenConnections;
-  rt->filters = gateway::buildFilterChain(rt->config);
-  rt->routes = std::make_unique<gateway::RouteNamer>(g);
-  rt->retryOn = *resilience::FailureSet::parse(g.upstream.retry.retry_on);  // validated at load
-  rt->breakerFailures = resilience::FailureSet::breakerDefault();
-  rt->backoff = resilience::BackoffPolicy::fromConfig(g.upstream.retry);
-  rt->breaker = std::make_unique<resilience::CircuitBreaker>(
-      resilience::CircuitBreaker::Options::fromConfig(g.upstream.circuit_breaker));
-  rt->breaker->setTransitionHook([](resilience::CircuitBreaker::State from, resilience::CircuitBreaker::State to) {
-    static constexpr const char* kNames[] = {"closed", "open", "half_open"};
-    obs::warn("circuit breaker state change", obs::LogFields()
-                                                  .str("from", kNames[static_cast<int>(from)])
-                                                  .str("to", kNames[static_cast<int>(to)]));
-  });
+  rt->publish(gateway::buildPolicy(rt->config, 1, nullptr));
   rt->stats = std::make_unique<gateway::GatewayStats>(static_cast<unsigned>(workers) + 1);
   rt->stats->bindRuntime(*rt);
 

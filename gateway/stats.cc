@@ -46,7 +46,7 @@ void GatewayStats::bindRuntime(const Runtime& rt) {
   r.callbackGauge("gateway_connections_active", "Open client connections.",
                   [&rt] { return static_cast<double>(rt.clientConnections.load(std::memory_order_relaxed)); });
   r.callbackGauge("gateway_circuit_breaker_state", "Upstream circuit breaker: 0 closed, 1 open, 2 half-open.",
-                  [&rt] { return static_cast<double>(rt.breaker->stateValue()); });
+                  [&rt] { return static_cast<double>(rt.policy()->breaker->stateValue()); });
   obs::CallbackFamily& pool = r.callbackGaugeFamily("gateway_upstream_pool_connections",
                                                     "Upstream connections of the pool, by state.", {"state"});
   pool.add({"active"}, [&rt] { return static_cast<double>(rt.upstreamPoolStats.active.load()); });

@@ -18,7 +18,7 @@ Worker::Worker(Runtime& rt, int index, std::function<void()> onExit)
     redis_ = std::make_unique<redisx::RedisClient>(&loop_, ro);
   }
   ctx_ = std::make_unique<WorkerContext>(
-      WorkerContext{rt_, &loop_, *pool_, rt_.filters, [this](std::function<void()> task) { post(std::move(task)); }});
+      WorkerContext{rt_, &loop_, *pool_, [this](std::function<void()> task) { post(std::move(task)); }});
   const cfg::GatewayConfig& g = rt_.gateway();
   http::ServerSettings s;
   s.maxHeaderBytes = g.max_header_bytes;

@@ -16,7 +16,8 @@ bool serveHealth(std::string_view path, http::ServerConnection& c, const Runtime
     c.sendResponse(503, kJson, R"({"status":"draining"})", kNoStore);
     return true;
   }
-  const cfg::GatewayConfig& g = rt.gateway();
+  const std::shared_ptr<const Policy> policy = rt.policy();
+  const cfg::GatewayConfig& g = policy->gateway();
   const bool upstreamOk = rt.upstreamHealthy.load(std::memory_order_relaxed);
   // Redis matters for readiness only through rate limits: with every rule fail_open the gateway
   // keeps serving (in-process limits) and reports "degraded"; a fail_open: false rule makes a

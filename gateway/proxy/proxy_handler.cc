@@ -47,9 +47,18 @@ ProxyHandler::ProxyHandler(WorkerContext& ctx)
     : ctx_(ctx),
       requestTimer_(ctx.loop, [this] { onRequestTimeout(); }),
       backoffTimer_(ctx.loop, [this] { startAttempt(); }) {
-  filters_.reserve(ctx.filters.size());
-  for (const auto& factory : ctx.filters) {
-    filters_.push_back(factory->createFilter(ctx));
+  refreshPolicy();
+}
+
+void ProxyHandler::refreshPolicy() {
+  if (policy_ && policy_->generation == ctx_.runtime.policyGeneration.load(std::memory_order_acquire)) {
+    return;
+  }
+  policy_ = ctx_.runtime.policy();
+  filters_.clear();
+  filters_.reserve(policy_->filters.size());
+  for (const auto& factory : policy_->filters) {
+    filters_.push_back(factory->createFilter(ctx_));
   }
 }
 
@@ -57,13 +66,14 @@ ProxyHandler::~ProxyHandler() { releaseUpstream(); }
 
 void ProxyHandler::onRequestHead(http::ServerConnection& c) {
   conn_ = &c;
+  refreshPolicy();  // between exchanges: a reload applies from this request on
   const Runtime& rt = ctx_.runtime;
   if (serveHealth(path(), c, rt)) {
     phase_ = Phase::Local;
     return;
   }
   filtersEngaged_ = true;
-  const int64_t limit = rt.gateway().limit_concurrency;
+  const int64_t limit = policy_->gateway().limit_concurrency;
   if (ctx_.runtime.inFlight.fetch_add(1, std::memory_order_relaxed) >= limit) {
     ctx_.runtime.inFlight.fetch_sub(1, std::memory_order_relaxed);
     ctx_.runtime.stats->concurrencyRejected.inc();
@@ -75,7 +85,7 @@ void ProxyHandler::onRequestHead(http::ServerConnection& c) {
   chunkedBody_ = req.body == http::BodyKind::Chunked;
   requestEnded_ = req.body == http::BodyKind::None;
   // request_timeout bounds the whole exchange, asynchronous filter work included.
-  requestTimer_.start(static_cast<uint64_t>(rt.gateway().request_timeout.count()));
+  requestTimer_.start(static_cast<uint64_t>(policy_->gateway().request_timeout.count()));
   runRequestFilters(0);
 }
 
@@ -101,8 +111,7 @@ void ProxyHandler::continueRequest() {
 void ProxyHandler::startProxy() {
   buildUpstreamHead(*conn_);
   upstreamStart_ = std::chrono::steady_clock::now();
-  const Runtime& rt = ctx_.runtime;
-  retry_.emplace(rt.backoff, algo::steadyNow()() + rt.gateway().request_timeout);
+  retry_.emplace(policy_->backoff, algo::steadyNow()() + policy_->gateway().request_timeout);
   startAttempt();
 }
 
@@ -164,7 +173,7 @@ void ProxyHandler::buildUpstreamHead(const http::ServerConnection& c) {
 
 void ProxyHandler::startAttempt() {
   retry_->beginTry();
-  permit_ = ctx_.runtime.breaker->tryAcquire();
+  permit_ = policy_->breaker->tryAcquire();
   if (!permit_) {
     // Open breaker: answered at once, the upstream is not touched.
     lastError_ = "circuit_open";
@@ -178,7 +187,7 @@ void ProxyHandler::startAttempt() {
 
 bool ProxyHandler::scheduleRetry(resilience::FailureKind kind, int status, bool immediate) {
   const Runtime& rt = ctx_.runtime;
-  if (!resilience::retryAllowed(rt.retryOn, conn_->request().methodName(), kind, status, responseHeadSent_,
+  if (!resilience::retryAllowed(policy_->retryOn, conn_->request().methodName(), kind, status, responseHeadSent_,
                                 !bodySentUnreplayable_) ||
       !retry_->attemptsLeft()) {
     return false;
@@ -275,8 +284,7 @@ void ProxyHandler::onRequestEnd(http::ServerConnection&) {
 }
 
 bool ProxyHandler::onUpstreamHead(http::ClientConnection&, http::MessageHead& head) {
-  const Runtime& rt = ctx_.runtime;
-  permit_.record(rt.breakerFailures.matches(resilience::FailureKind::None, head.status));
+  permit_.record(policy_->breakerFailures.matches(resilience::FailureKind::None, head.status));
   if (head.status >= 500 && scheduleRetryAfterResponse(head.status)) {
     return true;  // the body is read and dropped; the next attempt starts when it ends
   }
@@ -486,7 +494,7 @@ void ProxyHandler::onUpstreamError(http::ClientConnection* conn, http::UpstreamE
   lastError_ = http::upstreamErrorName(error);
   ctx_.runtime.stats->upstreamOutcome(error).inc();
   const resilience::FailureKind kind = failureKindOf(error);
-  if (kind != resilience::FailureKind::None && ctx_.runtime.breakerFailures.matches(kind, 0)) {
+  if (kind != resilience::FailureKind::None && policy_->breakerFailures.matches(kind, 0)) {
     permit_.recordFailure();
   } else {
     permit_.release();
@@ -517,7 +525,7 @@ void ProxyHandler::onUpstreamError(http::ClientConnection* conn, http::UpstreamE
 bool ProxyHandler::scheduleRetryAfterResponse(int status) {
   const Runtime& rt = ctx_.runtime;
   if (!requestEnded_ ||
-      !resilience::retryAllowed(rt.retryOn, conn_->request().methodName(), resilience::FailureKind::None, status,
+      !resilience::retryAllowed(policy_->retryOn, conn_->request().methodName(), resilience::FailureKind::None, status,
                                 responseHeadSent_, !bodySentUnreplayable_) ||
       !retry_->attemptsLeft()) {
     return false;
@@ -610,11 +618,11 @@ void ProxyHandler::onExchangeComplete(http::ServerConnection& c) {
   const Runtime& rt = ctx_.runtime;
   const double durationMs =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c.requestStart()).count();
-  const std::string_view route = c.hasRequest() ? rt.routes->nameFor(pathOf(c.request().target)) : "other";
+  const std::string_view route = c.hasRequest() ? policy_->routes->nameFor(pathOf(c.request().target)) : "other";
   const std::string_view method = c.hasRequest() ? obs::methodLabel(c.request().methodName()) : "other";
   rt.stats->requests->labels({method, obs::statusCodeLabel(c.responseStatus()), route}).inc();
   rt.stats->requestDuration->labels({route}).observe(durationMs / 1000.0);
-  if (rt.gateway().logging.access_log && obs::enabled(obs::Level::Info)) {
+  if (policy_->gateway().logging.access_log && obs::enabled(obs::Level::Info)) {
     obs::LogFields f;
     const bool hasRequest = c.hasRequest();
     f.str("method", hasRequest ? c.request().methodName() : "-")

@@ -27,7 +27,6 @@ struct WorkerContext {
   Runtime& runtime;
   uv_loop_t* loop;
   http::ConnectionPool& upstreamPool;
-  const FilterChain& filters;
   // Runs `task` on this worker's loop thread; callable from any thread.
   std::function<void(std::function<void()>)> post;
   // This loop's Redis connection (rate limits); null when no rule needs Redis.
@@ -96,7 +95,11 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   void releaseUpstream();
   void resetExchange();
 
+  // Takes the current policy (and new filter instances) if a reload published one.
+  void refreshPolicy();
+
   WorkerContext& ctx_;
+  std::shared_ptr<const Policy> policy_;  // the one this connection's filters were made from
   std::vector<std::unique_ptr<HttpFilter>> filters_;
   std::vector<HttpFilter*> bodyFilters_;  // of the current response
   size_t nextFilter_ = 0;
