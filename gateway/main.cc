@@ -17,6 +17,7 @@
 #include "common/uv/timer.h"
 #include "gateway/admin/admin_handler.h"
 #include "gateway/policy.h"
+#include "gateway/reload.h"
 #include "gateway/health_probe.h"
 #include "gateway/runtime.h"
 #include "gateway/worker.h"
@@ -31,7 +32,9 @@ constexpr const char* kUsage =
 // Main-loop side of the process: signals, drain timeline, admin server, health probe.
 class Process {
  public:
-  explicit Process(gateway::Runtime& rt) : rt_(rt) { uv_loop_init(&loop_); }
+  Process(gateway::Runtime& rt, std::string configPath) : rt_(rt), configPath_(std::move(configPath)) {
+    uv_loop_init(&loop_);
+  }
 
   int run() {
     const cfg::GatewayConfig& g = rt_.gateway();
@@ -65,6 +68,13 @@ class Process {
     }
     probe_ = std::make_unique<gateway::HealthProbe>(&loop_, rt_);
     probe_->start();
+    reloader_ = std::make_unique<gateway::ConfigReloader>(
+        &loop_, rt_, configPath_, [this](const std::shared_ptr<const gateway::Policy>& policy) {
+          for (auto& w : workers_) {
+            w->applyPolicy(policy);
+          }
+        });
+    reloader_->start();
     for (int signum : {SIGTERM, SIGINT}) {
       auto& sig = signals_.emplace_back(std::make_unique<uvx::OwnedHandle<uv_signal_t>>());
       uv_signal_init(&loop_, sig->get());
@@ -87,6 +97,7 @@ class Process {
     }
     workers_.clear();
     probe_.reset();
+    reloader_.reset();
     admin_.reset();
     uvx::releaseLoopState(&loop_);
     uv_run(&loop_, UV_RUN_DEFAULT);
@@ -148,6 +159,7 @@ class Process {
 
   void shutdownMainLoop() {
     probe_->stop();
+    reloader_->stop();
     admin_->stopListening();
     admin_->closeAll();
     drainDelay_.reset();
@@ -157,7 +169,9 @@ class Process {
   }
 
   gateway::Runtime& rt_;
+  std::string configPath_;
   uv_loop_t loop_{};
+  std::unique_ptr<gateway::ConfigReloader> reloader_;
   std::vector<std::unique_ptr<gateway::Worker>> workers_;
   std::unique_ptr<http::Server> admin_;
   std::unique_ptr<gateway::HealthProbe> probe_;
@@ -223,22 +237,15 @@ int main(int argc, char** argv) {
   }
   const int workers = cfg::resolvedWorkers(g);
   pool.hostHeader = g.upstream.address.str();
-  pool.maxConnections = g.upstream.max_connections;
-  // Idle connections are kept per loop; the process-wide bound is split among the loops.
-  pool.maxIdleConnections = std::max(1, (g.upstream.max_idle_connections + workers - 1) / workers);
-  pool.idleTimeoutMs = static_cast<uint64_t>(g.upstream.idle_timeout.count());
-  pool.connectTimeoutMs = static_cast<uint64_t>(g.upstream.connect_timeout.count());
-  pool.readTimeoutMs = static_cast<uint64_t>(g.upstream.read_timeout.count());
-  pool.writeTimeoutMs = static_cast<uint64_t>(g.upstream.write_timeout.count());
-  pool.poolTimeoutMs = static_cast<uint64_t>(g.upstream.pool_timeout.count());
   pool.sharedOpenConnections = &rt->upstreamOpenConnections;
+  pool = gateway::upstreamPoolSettings(g, workers, pool);
   rt->publish(gateway::buildPolicy(rt->config, 1, nullptr));
   rt->stats = std::make_unique<gateway::GatewayStats>(static_cast<unsigned>(workers) + 1);
   rt->stats->bindRuntime(*rt);
 
   int rc = 0;
   {
-    Process process(*rt);
+    Process process(*rt, configPath);
     rc = process.run();
   }
   obs::shutdownLogging();

@@ -29,6 +29,10 @@ GatewayStats::GatewayStats(unsigned shards) : registry(std::make_unique<obs::Met
   upstreamRetries = r.counter("gateway_upstream_retries_total", "Upstream attempts after the first.");
   concurrencyRejected =
       r.counter("gateway_concurrency_rejected_total", "Requests answered 503 because limit_concurrency was reached.");
+  obs::CounterFamily& reloads =
+      r.counterFamily("gateway_config_reloads_total", "Config reloads (SIGHUP or file change), by result.", {"result"});
+  configReloadSuccess = reloads.labels({"success"});
+  configReloadFailure = reloads.labels({"failure"});
   rateLimited = &r.counterFamily("gateway_rate_limited_total", "Requests answered 429, by rate-limit rule.", {"rule"});
   cacheRequests = &r.counterFamily("gateway_cache_requests_total", "Response cache lookups, by result.", {"result"});
   for (std::string_view result : {"hit", "miss", "bypass"}) {

@@ -27,6 +27,8 @@ struct GatewayStats {
   obs::Counter upstreamCircuitOpen;
   obs::Counter upstreamRetries;
   obs::Counter concurrencyRejected;
+  obs::Counter configReloadSuccess;               // gateway_config_reloads_total{result}
+  obs::Counter configReloadFailure;
   obs::CounterFamily* rateLimited = nullptr;       // gateway_rate_limited_total{rule}
   obs::CounterFamily* cacheRequests = nullptr;     // gateway_cache_requests_total{result}
   obs::CounterFamily* compressedResponses = nullptr;  // gateway_compressed_responses_total{encoding}

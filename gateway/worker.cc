@@ -1,10 +1,45 @@
 #include "gateway/worker.h"
 
+#include <algorithm>
+
 #include "common/obs/log.h"
 #include "common/obs/metrics.h"
 #include "gateway/filters/ratelimit/rate_limit_filter.h"
 
 namespace gateway {
+
+http::ServerSettings clientServerSettings(const cfg::GatewayConfig& g, Runtime& rt) {
+  http::ServerSettings s;
+  s.maxHeaderBytes = g.max_header_bytes;
+  s.maxBodyBytes = g.max_body_bytes;
+  s.headerTimeoutMs = static_cast<uint64_t>(g.header_timeout.count());
+  s.keepAliveTimeoutMs = static_cast<uint64_t>(g.keep_alive_timeout.count());
+  s.maxRequestsPerConnection = static_cast<uint64_t>(g.max_requests_per_connection);
+  s.requestIdHeader = g.request_id.header;
+  s.maxConnections = g.max_connections;
+  s.connectionCount = &rt.clientConnections;
+  return s;
+}
+
+http::PoolSettings upstreamPoolSettings(const cfg::GatewayConfig& g, int workers, http::PoolSettings base) {
+  base.maxConnections = g.upstream.max_connections;
+  // Idle connections are kept per loop; the process-wide bound is split among the loops.
+  base.maxIdleConnections = std::max(1, (g.upstream.max_idle_connections + workers - 1) / workers);
+  base.idleTimeoutMs = static_cast<uint64_t>(g.upstream.idle_timeout.count());
+  base.connectTimeoutMs = static_cast<uint64_t>(g.upstream.connect_timeout.count());
+  base.readTimeoutMs = static_cast<uint64_t>(g.upstream.read_timeout.count());
+  base.writeTimeoutMs = static_cast<uint64_t>(g.upstream.write_timeout.count());
+  base.poolTimeoutMs = static_cast<uint64_t>(g.upstream.pool_timeout.count());
+  return base;
+}
+
+void Worker::applyPolicy(std::shared_ptr<const Policy> policy) {
+  post([this, policy] {
+    const cfg::GatewayConfig& g = policy->gateway();
+    server_->updateSettings(clientServerSettings(g, rt_));
+    pool_->updateSettings(upstreamPoolSettings(g, cfg::resolvedWorkers(rt_.gateway()), pool_->settings()));
+  });
+}
 
 Worker::Worker(Runtime& rt, int index, std::function<void()> onExit)
     : rt_(rt), index_(index), onExit_(std::move(onExit)) {
@@ -19,18 +54,8 @@ Worker::Worker(Runtime& rt, int index, std::function<void()> onExit)
   }
   ctx_ = std::make_unique<WorkerContext>(
       WorkerContext{rt_, &loop_, *pool_, [this](std::function<void()> task) { post(std::move(task)); }});
-  const cfg::GatewayConfig& g = rt_.gateway();
-  http::ServerSettings s;
-  s.maxHeaderBytes = g.max_header_bytes;
-  s.maxBodyBytes = g.max_body_bytes;
-  s.headerTimeoutMs = static_cast<uint64_t>(g.header_timeout.count());
-  s.keepAliveTimeoutMs = static_cast<uint64_t>(g.keep_alive_timeout.count());
-  s.maxRequestsPerConnection = static_cast<uint64_t>(g.max_requests_per_connection);
-  s.requestIdHeader = g.request_id.header;
-  s.maxConnections = g.max_connections;
-  s.connectionCount = &rt_.clientConnections;
   WorkerContext* ctx = ctx_.get();
-  server_ = std::make_unique<http::Server>(&loop_, s, [ctx] { return std::make_unique<ProxyHandler>(*ctx); });
+  server_ = std::make_unique<http::Server>(&loop_, clientServerSettings(rt_.gateway(), rt_), [ctx] { return std::make_unique<ProxyHandler>(*ctx); });
   ctx_->redis = redis_.get();
   server_->setOnEmpty([this] { maybeExit(); });
   uv_async_init(&loop_, command_.get(), &Worker::onCommand);

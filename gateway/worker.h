@@ -19,6 +19,10 @@
 
 namespace gateway {
 
+// Listener settings and upstream pool settings derived from the gateway config.
+http::ServerSettings clientServerSettings(const cfg::GatewayConfig& g, Runtime& rt);
+http::PoolSettings upstreamPoolSettings(const cfg::GatewayConfig& g, int workers, http::PoolSettings base);
+
 class Worker {
  public:
   // `onExit` runs on the worker thread when its loop has nothing left (after drain or force).
@@ -32,6 +36,9 @@ class Worker {
   void drain();       // stop accepting, Connection: close, close idle; exit when empty
   void forceClose();  // close every connection now
   void join();
+  // A reload published `policy`: limits and timeouts of the listener and pool follow (new
+  // connections and new requests; nothing in flight is disturbed). Thread-safe.
+  void applyPolicy(std::shared_ptr<const Policy> policy);
   // Runs `task` on this worker's loop (thread-safe). Tasks posted after the loop ended are dropped.
   void post(std::function<void()> task);
 

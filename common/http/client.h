@@ -160,6 +160,14 @@ class ConnectionPool {
   // Closes idle connections and refuses new work (shutdown).
   void closeIdle();
   const PoolSettings& settings() const { return settings_; }
+  // New limits and timeouts (a config reload); the address and shared counter stay.
+  void updateSettings(const PoolSettings& s) {
+    PoolSettings next = s;
+    next.address = settings_.address;
+    next.hostHeader = settings_.hostHeader;
+    next.sharedOpenConnections = settings_.sharedOpenConnections;
+    settings_ = std::move(next);
+  }
   uv_loop_t* loop() const { return loop_; }
   size_t openConnections() const { return open_; }
 

@@ -178,6 +178,11 @@ class Server {
   size_t connectionCount() const { return connections_; }
   uint16_t boundPort() const { return boundPort_; }
   const ServerSettings& settings() const { return settings_; }
+  // New limits and timeouts (a config reload), used from the next request or connection on.
+  void updateSettings(ServerSettings settings) {
+    settings.connectionCount = settings_.connectionCount;
+    settings_ = std::move(settings);
+  }
   // Called whenever the last connection is gone while draining.
   void setOnEmpty(std::function<void()> cb) { onEmpty_ = std::move(cb); }
 
