@@ -8,16 +8,17 @@ PYTEST    := /usr/bin/python3 -m pytest
 # Debian 12 packages: toolchain, libraries, and the real servers tests and `make run` start.
 DEB_PACKAGES := build-essential cmake ccache pkg-config libuv1-dev node-llhttp libyaml-cpp-dev \
   libhiredis-dev libpq-dev zlib1g-dev libbrotli-dev libzstd-dev libssl-dev doctest-dev rapidjson-dev \
-  postgresql-15 pgbouncer redis-server python3 python3-pytest curl procps prometheus
+  postgresql-15 pgbouncer redis-server python3 python3-pytest python3-yaml curl procps prometheus
 BENCH_PACKAGES := wrk nghttp2-client nginx-light haproxy valgrind linux-perf strace
 
-.PHONY: all deps bench-deps build asan run test unit integration bench clean
+.PHONY: all deps bench-deps build asan run test unit integration bench clean deploy-check
 
 all: build
 
 # Idempotent: installs only what dpkg says is missing.
 deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES)
+	@tests/deploy/install-deps.sh
 
 bench-deps:
 	@scripts/install-deps.sh $(BENCH_PACKAGES)
@@ -58,6 +59,10 @@ run: build
 
 bench: build bench-deps
 	bench/run.sh
+
+# Offline checks of deploy/ (kustomize render + Kubernetes schemas + pod policy).
+deploy-check: deps
+	tests/deploy/check.sh
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)
