@@ -4,6 +4,10 @@
 
 #include "common/config/app_config.h"
 
+#include <sched.h>
+
+#include <algorithm>
+
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
@@ -35,9 +39,25 @@ std::string HostPort::str() const {
 
 namespace {
 
+// CPUs this process may really use: the affinity mask, capped by a cgroup v2 CPU quota (a
+// Kubernetes CPU limit of 1 on a 64-core node must mean one worker, not 64).
 int cpuCount() {
-  unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : static_cast<int>(n);
+  int n = static_cast<int>(std::thread::hardware_concurrency());
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    n = CPU_COUNT(&set);
+  }
+  std::ifstream cpuMax("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  long long period = 0;
+  if (cpuMax >> quota >> period && quota != "max" && period > 0) {
+    const long long q = std::atoll(quota.c_str());
+    if (q > 0) {
+      n = std::min<int>(n, static_cast<int>((q + period - 1) / period));
+    }
+  }
+  return n <= 0 ? 1 : n;
 }
 
 }  // namespace
