@@ -239,7 +239,13 @@ int main(int argc, char** argv) {
   pool.hostHeader = g.upstream.address.str();
   pool.sharedOpenConnections = &rt->upstreamOpenConnections;
   pool = gateway::upstreamPoolSettings(g, workers, pool);
-  rt->publish(gateway::buildPolicy(rt->config, 1, nullptr));
+  std::shared_ptr<uvx::TlsContext> tls;
+  if (!gateway::loadTls(g, tls, error)) {
+    obs::error("cannot load TLS certificate", obs::LogFields().str("error", error));
+    obs::shutdownLogging();
+    return 1;
+  }
+  rt->publish(gateway::buildPolicy(rt->config, 1, nullptr, std::move(tls)));
   rt->stats = std::make_unique<gateway::GatewayStats>(static_cast<unsigned>(workers) + 1);
   rt->stats->bindRuntime(*rt);
 

@@ -13,8 +13,19 @@ bool sameBreakerSettings(const cfg::CircuitBreakerConfig& a, const cfg::CircuitB
 
 }  // namespace
 
-std::shared_ptr<const Policy> buildPolicy(cfg::Config config, uint64_t generation, const Policy* previous) {
+bool loadTls(const cfg::GatewayConfig& g, std::shared_ptr<uvx::TlsContext>& out, std::string& error) {
+  out.reset();
+  if (g.tls.cert_file.empty()) {
+    return true;
+  }
+  out = uvx::TlsContext::loadServer(g.tls.cert_file, g.tls.key_file, error);
+  return out != nullptr;
+}
+
+std::shared_ptr<const Policy> buildPolicy(cfg::Config config, uint64_t generation, const Policy* previous,
+                                          std::shared_ptr<uvx::TlsContext> tls) {
   auto p = std::make_shared<Policy>();
+  p->tls = std::move(tls);
   p->generation = generation;
   p->config = std::move(config);
   const cfg::GatewayConfig& g = p->config.gateway;

@@ -9,6 +9,7 @@
 #include "common/resilience/backoff.h"
 #include "common/resilience/circuit_breaker.h"
 #include "common/resilience/failure.h"
+#include "common/uv/tls.h"
 #include "gateway/filters/filter.h"
 #include "gateway/route.h"
 
@@ -25,10 +26,16 @@ struct Policy {
   // Kept across reloads while gateway.upstream.circuit_breaker is unchanged, so a reload does
   // not close an open breaker.
   std::shared_ptr<resilience::CircuitBreaker> breaker;
+  // gateway.tls: certificate and key as loaded for this policy (null: plain HTTP).
+  std::shared_ptr<uvx::TlsContext> tls;
 
   const cfg::GatewayConfig& gateway() const { return config.gateway; }
 };
 
-std::shared_ptr<const Policy> buildPolicy(cfg::Config config, uint64_t generation, const Policy* previous);
+// `tls` was loaded off the event loops (loadTls); null when gateway.tls is not set.
+std::shared_ptr<const Policy> buildPolicy(cfg::Config config, uint64_t generation, const Policy* previous,
+                                          std::shared_ptr<uvx::TlsContext> tls);
+// Loads gateway.tls (blocking file reads). Returns false with `error` set when it is set but bad.
+bool loadTls(const cfg::GatewayConfig& g, std::shared_ptr<uvx::TlsContext>& out, std::string& error);
 
 }  // namespace gateway

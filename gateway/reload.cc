@@ -16,6 +16,7 @@ struct ConfigReloader::Job {
   std::string trigger;
   std::string text;  // read on the thread pool
   cfg::LoadResult result;
+  std::shared_ptr<uvx::TlsContext> tls;
 };
 
 namespace {
@@ -42,7 +43,6 @@ std::vector<std::string> restartOnlyChanges(const cfg::Config& was, const cfg::C
   check(a.admin_listen.str() != b.admin_listen.str(), "gateway.admin_listen");
   check(a.workers != b.workers, "gateway.workers");
   check(a.backlog != b.backlog, "gateway.backlog");
-  check(a.tls.cert_file != b.tls.cert_file || a.tls.key_file != b.tls.key_file, "gateway.tls");
   check(a.upstream.address.str() != b.upstream.address.str(), "gateway.upstream.address");
   check(a.upstream.health_path != b.upstream.health_path, "gateway.upstream.health_path");
   check(a.upstream.health_interval != b.upstream.health_interval, "gateway.upstream.health_interval");
@@ -128,6 +128,11 @@ void ConfigReloader::onWork(uv_work_t* req) {
   auto* job = static_cast<Job*>(req->data);
   job->text = readFile(job->path);
   job->result = cfg::loadFile(job->path);
+  std::string error;
+  if (job->result.config && !loadTls(job->result.config->gateway, job->tls, error)) {
+    job->result.errors.push_back(job->path + ": gateway.tls: " + error);
+    job->result.config.reset();
+  }
 }
 
 void ConfigReloader::onWorkDone(uv_work_t* req, int) {
@@ -160,7 +165,8 @@ void ConfigReloader::finish(Job& job) {
     if (obs::parseLevel(job.result.config->gateway.logging.level, level)) {
       obs::setLevel(level);
     }
-    auto policy = buildPolicy(std::move(*job.result.config), previous->generation + 1, previous.get());
+    auto policy =
+        buildPolicy(std::move(*job.result.config), previous->generation + 1, previous.get(), std::move(job.tls));
     rt_.publish(policy);
     rt_.stats->configReloadSuccess.inc();
     obs::info("config reloaded", obs::LogFields().str("trigger", job.trigger).num("generation", static_cast<int64_t>(policy->generation)));

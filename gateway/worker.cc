@@ -18,6 +18,9 @@ http::ServerSettings clientServerSettings(const cfg::GatewayConfig& g, Runtime& 
   s.requestIdHeader = g.request_id.header;
   s.maxConnections = g.max_connections;
   s.connectionCount = &rt.clientConnections;
+  if (!g.tls.cert_file.empty()) {
+    s.tlsContext = [&rt] { return rt.policy()->tls; };
+  }
   return s;
 }
 

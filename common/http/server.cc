@@ -449,11 +449,28 @@ void ServerConnection::onStreamEnd(int status) {
     stream_.close();
     return;
   }
+  if (status == uvx::kStreamNotTls) {
+    // Plain HTTP on the TLS port: say so in plaintext (the client cannot read TLS), then close.
+    generateRequestId(requestId_);
+    const std::string body = jsonErrorBody("plain HTTP request sent to the TLS port", requestId_);
+    stream_.writeRaw("HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                     "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    state_ = State::Closing;
+    timer_.stop();
+    stream_.closeAfterFlush();
+    timer_.start(server_.settings().lingerTimeoutMs);
+    return;
+  }
   if (status < 0) {
     abortExchange();
     state_ = State::Closing;
     timer_.stop();
-    stream_.close();
+    if (status == UV_EPROTO) {
+      stream_.closeAfterFlush();  // a TLS failure: let the alert reach the peer
+      timer_.start(server_.settings().lingerTimeoutMs);
+    } else {
+      stream_.close();
+    }
     return;
   }
   peerClosed_ = true;
@@ -588,6 +605,11 @@ void Server::onConnection(uv_stream_t* listener, int status) {
     if (s.maxConnections > 0 && open > s.maxConnections) {
       conn->stream().close();
       return;
+    }
+  }
+  if (s.tlsContext) {
+    if (auto ctx = s.tlsContext()) {
+      conn->stream().enableTls(std::move(ctx));
     }
   }
   conn->start();

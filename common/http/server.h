@@ -16,6 +16,7 @@
 #include "common/uv/handle.h"
 #include "common/uv/tcp_stream.h"
 #include "common/uv/timer.h"
+#include "common/uv/tls.h"
 
 namespace http {
 
@@ -33,6 +34,9 @@ struct ServerSettings {
   // Open client connections allowed across every Server sharing `connectionCount` (0 = no limit).
   int64_t maxConnections = 0;
   std::atomic<int64_t>* connectionCount = nullptr;
+  // Set: every accepted connection terminates TLS with the context it returns (read per
+  // connection, so a reloaded certificate applies to new connections).
+  std::function<std::shared_ptr<uvx::TlsContext>()> tlsContext;
 };
 
 // The application side of a connection; one instance per connection, created on the first request.

@@ -1,5 +1,7 @@
 #include "common/uv/tcp_stream.h"
 
+#include "common/uv/tls.h"
+
 #include <algorithm>
 #include <cassert>
 
@@ -18,6 +20,7 @@ struct LoopState {
   bool readBufferInUse = false;
   std::vector<TcpStream*> corked;
   uv_prepare_t* prepare = nullptr;
+  std::string tlsPlain;  // decrypted bytes of the current read
 };
 
 namespace {
@@ -73,6 +76,16 @@ TcpStream::~TcpStream() {
   }
 }
 
+void TcpStream::enableTls(std::shared_ptr<TlsContext> ctx) { tls_ = std::make_unique<TlsSession>(std::move(ctx)); }
+
+void TcpStream::writeRaw(std::string_view data) {
+  if (closing_ || data.empty()) {
+    return;
+  }
+  corked_.append(data);
+  scheduleFlush();
+}
+
 int TcpStream::accept(uv_stream_t* listener) {
   return uv_accept(listener, reinterpret_cast<uv_stream_t*>(&tcp_));
 }
@@ -124,7 +137,9 @@ void TcpStream::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   LoopState& ts = loopState(s->loop);
   const bool shared = buf->base == ts.readBuffer;
   auto* self = static_cast<TcpStream*>(s->data);
-  if (nread > 0 && self != nullptr && !self->closing_) {
+  if (nread > 0 && self != nullptr && !self->closing_ && self->tls_) {
+    self->onTlsRead(buf->base, static_cast<size_t>(nread), ts.tlsPlain);
+  } else if (nread > 0 && self != nullptr && !self->closing_) {
     self->owner_->onStreamData(buf->base, static_cast<size_t>(nread));
   } else if (nread < 0 && self != nullptr && !self->closing_) {
     self->readStop();
@@ -137,11 +152,38 @@ void TcpStream::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   }
 }
 
+void TcpStream::onTlsRead(const char* data, size_t len, std::string& plain) {
+  plain.clear();
+  const TlsSession::Status st = tls_->receive(data, len, plain, corked_);
+  if (!corked_.empty()) {
+    scheduleFlush();  // handshake records and alerts
+  }
+  switch (st) {
+    case TlsSession::Status::Ok:
+      if (!plain.empty()) {
+        owner_->onStreamData(plain.data(), plain.size());
+      }
+      return;
+    case TlsSession::Status::Closed:
+      readStop();
+      owner_->onStreamEnd(0);
+      return;
+    case TlsSession::Status::NotTls:
+      readStop();
+      owner_->onStreamEnd(kStreamNotTls);
+      return;
+    case TlsSession::Status::Failed:
+      readStop();
+      owner_->onStreamEnd(UV_EPROTO);
+      return;
+  }
+}
+
 void TcpStream::write(std::string_view data) {
   if (closing_ || data.empty()) {
     return;
   }
-  corked_.append(data);
+  (tls_ ? plainCorked_ : corked_).append(data);
   scheduleFlush();
 }
 
@@ -175,6 +217,13 @@ void TcpStream::flush() {
     auto& corked = loopState(loop_).corked;
     corked.erase(std::remove(corked.begin(), corked.end(), this), corked.end());
     flushScheduled_ = false;
+  }
+  if (tls_ && !plainCorked_.empty() && !closing_) {
+    // One encryption pass per flush: a response head and body become as few records as possible.
+    if (!tls_->send(plainCorked_, corked_)) {
+      corked_.clear();
+    }
+    plainCorked_.clear();
   }
   if (corked_.empty() || closing_) {
     startShutdownIfReady();
@@ -287,6 +336,7 @@ void TcpStream::close() {
   closing_ = true;
   reading_ = false;
   corked_.clear();
+  plainCorked_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &TcpStream::onClosed);
 }
 

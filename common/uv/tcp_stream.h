@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,6 +13,12 @@
 namespace uvx {
 
 struct LoopState;
+class TlsContext;
+class TlsSession;
+
+// onStreamEnd() status when a TLS stream received bytes that are not TLS (plain HTTP sent to
+// the TLS port); the owner may still answer in plaintext with writeRaw().
+constexpr int kStreamNotTls = -100001;
 
 // Frees the per-loop state TcpStream keeps in loop->data (call once no stream is left, before the
 // last uv_run that precedes uv_loop_close).
@@ -36,11 +43,16 @@ class TcpStream {
   };
 
   TcpStream(uv_loop_t* loop, Owner* owner);
-  ~TcpStream();
+  ~TcpStream();  // defined where TlsSession is complete
   TcpStream(const TcpStream&) = delete;
   TcpStream& operator=(const TcpStream&) = delete;
 
   int accept(uv_stream_t* listener);
+  // Terminates TLS on this (accepted) stream: reads deliver plaintext, writes are encrypted.
+  void enableTls(std::shared_ptr<TlsContext> ctx);
+  bool tls() const { return tls_ != nullptr; }
+  // Bypasses TLS (for a plaintext error reply to a client that did not speak TLS).
+  void writeRaw(std::string_view data);
   int connect(const sockaddr* addr);
   void setNoDelay();
 
@@ -53,7 +65,7 @@ class TcpStream {
   // Writes what is buffered now (uv_try_write first, uv_write for the rest).
   void flush();
   // Bytes accepted by write() but not yet handed to the kernel.
-  size_t bufferedBytes() const { return corked_.size() + inFlightBytes_; }
+  size_t bufferedBytes() const { return corked_.size() + plainCorked_.size() + inFlightBytes_; }
 
   // Flushes, waits for in-flight writes, then shuts down the write side. Reading continues.
   void shutdownWrite();
@@ -79,6 +91,7 @@ class TcpStream {
   static void onConnectDone(uv_connect_t* req, int status);
   static void onClosed(uv_handle_t* h);
   void scheduleFlush();
+  void onTlsRead(const char* data, size_t len, std::string& plain);
   void startShutdownIfReady();
 
   uv_loop_t* loop_;
@@ -92,7 +105,9 @@ class TcpStream {
   bool shutdownWanted_ = false;
   bool shutdownStarted_ = false;
   bool closeAfterShutdown_ = false;
-  std::string corked_;
+  std::string corked_;       // bytes for the socket (ciphertext when TLS is on)
+  std::string plainCorked_;  // TLS only: plaintext waiting to be encrypted, one batch per flush
+  std::unique_ptr<TlsSession> tls_;
   size_t inFlightBytes_ = 0;
   std::vector<WriteRequest*> inFlight_;
 };

@@ -720,14 +720,20 @@ class Gateway(ManagedProcess):
     def admin_port(self) -> int:
         return _port_of(self.config["gateway"]["admin_listen"])
 
+    @property
+    def plain_port(self) -> int:
+        """A port that speaks plain HTTP: the admin listener when `listen` terminates TLS."""
+        tls = self.config["gateway"].get("tls") or {}
+        return self.admin_port if tls.get("cert_file") else self.port
+
     def start_and_wait(self, timeout: float = 10.0) -> "Gateway":
         self.start()
-        self.wait_http_ok(self.port, "/healthz", timeout)
+        self.wait_http_ok(self.plain_port, "/healthz", timeout)
         return self
 
     def wait_ready(self, timeout: float = 5.0) -> None:
         """Wait until /readyz says 200 (upstream health polled OK)."""
-        self.wait_http_ok(self.port, "/readyz", timeout)
+        self.wait_http_ok(self.plain_port, "/readyz", timeout)
 
 
 class UpstreamApp(ManagedProcess):
