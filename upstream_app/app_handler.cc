@@ -4,18 +4,17 @@
 
 #include "common/obs/log.h"
 #include "upstream_app/app_context.h"
+#include "upstream_app/routes/params.h"
+#include "upstream_app/routes/router.h"
+#include "upstream_app/routes/routes.h"
 
 namespace app {
 namespace {
 
-constexpr std::string_view kJson = "application/json";
 // Request bodies the app accepts (JSON documents); the gateway enforces its own limit first.
 constexpr size_t kMaxAppBodyBytes = 1024 * 1024;
 
-std::string_view pathOf(const std::string& target) {
-  std::string_view t = target;
-  return t.substr(0, t.find('?'));
-}
+std::string_view pathOf(const std::string& target) { return routes::splitTarget(target).first; }
 
 }  // namespace
 
@@ -49,6 +48,7 @@ void AppHandler::onExchangeAborted(http::ServerConnection&) {
 }
 
 void AppHandler::onExchangeComplete(http::ServerConnection& c) {
+  pending_.reset();  // a late second answer must not reach the next exchange
   if (!ctx_.config().upstream_app.logging.access_log || !obs::enabled(obs::Level::Info)) {
     return;
   }
@@ -68,38 +68,19 @@ void AppHandler::onExchangeComplete(http::ServerConnection& c) {
 void AppHandler::dispatch(http::ServerConnection& c) {
   answered_ = true;
   const http::MessageHead& req = c.request();
-  const std::string_view path = pathOf(req.target);
-  if (path == "/healthz") {
-    c.sendResponse(200, kJson, R"({"ok":true})");
-    return;
-  }
-  if (path == "/readyz") {
-    const auto& probe = ctx_.readinessProbe();
-    if (!probe) {
-      c.sendResponse(503, kJson, R"({"db":"unchecked","cache":"unchecked"})");
+  const auto [path, query] = routes::splitTarget(req.target);
+  const routes::RouteMatch match = routes::matchRoute(routes::appRoutes(), req.method, path);
+  if (match.route == nullptr) {
+    if (match.methodNotAllowed) {
+      c.sendLocalError(405, "method not allowed", "Allow: " + match.allow + "\r\n");
       return;
     }
-    pending_ = std::make_shared<http::ServerConnection*>(&c);
-    std::weak_ptr<http::ServerConnection*> weak = pending_;
-    probe([weak](bool dbOk, const std::string& dbError, bool cacheOk, const std::string& cacheError) {
-      const auto alive = weak.lock();
-      if (!alive) {
-        return;  // the client went away meanwhile
-      }
-      http::ServerConnection& c = **alive;
-      std::string body = "{\"db\":\"";
-      body += dbOk ? "ok" : "down";
-      body += "\",\"cache\":\"";
-      body += cacheOk ? "ok" : "down";
-      body += "\"}";
-      if (!dbOk || !cacheOk) {
-        obs::warn("not ready", obs::LogFields().str("db_error", dbError).str("cache_error", cacheError));
-      }
-      c.sendResponse(dbOk && cacheOk ? 200 : 503, kJson, body);
-    });
+    c.sendLocalError(404, "not found");
     return;
   }
-  c.sendLocalError(404, "not found");
+  pending_ = std::make_shared<http::ServerConnection*>(&c);
+  routes::RouteRequest request{ctx_, c, path, query, match.id, body_, routes::Responder(pending_)};
+  match.route->handler(request);
 }
 
 }  // namespace app

@@ -84,6 +84,7 @@ class AppWorker {
   void maybeExit() {
     if (stopping_ && server_->connectionCount() == 0) {
       readiness_->close();  // its PostgreSQL and Redis handles would keep the loop running
+      ctx_->close();        // so would the pool's, the cache's and the idempotency store's
       command_.close();
     }
   }

@@ -398,12 +398,12 @@ void PgConnection::failConnect(PgErrorKind kind, const std::string& message) {
 
 // ---- statements ----------------------------------------------------------------------------
 
-void PgConnection::query(std::string sql, Params params, std::chrono::milliseconds timeout, QueryCallback cb) {
+bool PgConnection::acceptStatement(QueryCallback& cb) {
   if (state_ == State::Closed) {
     PgQueryResult r;
     r.error = makeError(PgErrorKind::Closed, "connection closed");
     cb(std::move(r));
-    return;
+    return false;
   }
   if (state_ != State::Ready) {
     PgError err = state_ == State::Busy
@@ -417,6 +417,25 @@ void PgConnection::query(std::string sql, Params params, std::chrono::millisecon
       r.error = err;
       cb(std::move(r));
     });
+    return false;
+  }
+  return true;
+}
+
+void PgConnection::sendFailed(QueryCallback cb) {
+  std::string why = connError(conn_, "cannot send the statement");
+  teardown();
+  state_ = State::Disconnected;
+  lastError_ = why;
+  defer([cb = std::move(cb), why] {
+    PgQueryResult r;
+    r.error = makeError(PgErrorKind::ConnectionLost, why);
+    cb(std::move(r));
+  });
+}
+
+void PgConnection::query(std::string sql, Params params, std::chrono::milliseconds timeout, QueryCallback cb) {
+  if (!acceptStatement(cb)) {
     return;
   }
   std::vector<const char*> values;
@@ -427,17 +446,47 @@ void PgConnection::query(std::string sql, Params params, std::chrono::millisecon
   // Unnamed statement, text parameters, text results: works through PgBouncer's transaction mode.
   if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr,
                         0) == 0) {
-    std::string why = connError(conn_, "cannot send the statement");
-    teardown();
-    state_ = State::Disconnected;
-    lastError_ = why;
-    defer([cb = std::move(cb), why] {
-      PgQueryResult r;
-      r.error = makeError(PgErrorKind::ConnectionLost, why);
-      cb(std::move(r));
-    });
+    sendFailed(std::move(cb));
     return;
   }
+  pipelining_ = false;
+  startSending(timeout, std::move(cb));
+}
+
+void PgConnection::pipeline(std::vector<PgStatement> statements, std::chrono::milliseconds timeout, QueryCallback cb) {
+  if (!acceptStatement(cb)) {
+    return;
+  }
+  if (PQenterPipelineMode(conn_) == 0) {
+    sendFailed(std::move(cb));
+    return;
+  }
+  std::vector<const char*> values;
+  for (const PgStatement& st : statements) {
+    values.clear();
+    for (const auto& p : st.params) {
+      values.push_back(p ? p->c_str() : nullptr);
+    }
+    if (PQsendQueryParams(conn_, st.sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                          nullptr, 0) == 0) {
+      // Nothing ran: without the Sync the server commits nothing, and the connection is dropped.
+      sendFailed(std::move(cb));
+      return;
+    }
+  }
+  if (PQpipelineSync(conn_) == 0) {
+    sendFailed(std::move(cb));
+    return;
+  }
+  pipelining_ = true;
+  pipelineCount_ = statements.size();
+  pipelineIndex_ = 0;
+  pipelineResults_.clear();
+  pipelineResults_.resize(statements.size());
+  startSending(timeout, std::move(cb));
+}
+
+void PgConnection::startSending(std::chrono::milliseconds timeout, QueryCallback cb) {
   state_ = State::Busy;
   queryCb_ = std::move(cb);
   opTimeout_ = timeout;
@@ -482,6 +531,10 @@ void PgConnection::onQueryIo(int events) {
 }
 
 void PgConnection::drainResults() {
+  if (pipelining_) {
+    drainPipelineResults();
+    return;
+  }
   while (PQisBusy(conn_) == 0) {
     PGresult* res = PQgetResult(conn_);
     if (res == nullptr) {
@@ -506,17 +559,88 @@ void PgConnection::drainResults() {
   }
 }
 
+void PgConnection::drainPipelineResults() {
+  // Each statement yields its result(s) then a null; a failed statement's successors yield
+  // PGRES_PIPELINE_ABORTED; PGRES_PIPELINE_SYNC ends the pipeline (no null follows it).
+  while (PQisBusy(conn_) == 0) {
+    PGresult* res = PQgetResult(conn_);
+    if (res == nullptr) {
+      if (++pipelineIndex_ > pipelineCount_) {
+        // libpq gave up on the pipeline (the connection broke): report the server's last word if
+        // there was one (PgBouncer's "server conn crashed?", an admin shutdown...).
+        const char* primary = result_ ? PQresultErrorField(result_.get(), PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+        std::string why = primary != nullptr ? oneLine(primary)
+                                             : connError(conn_, "connection lost before the pipeline's sync point");
+        failQuery(PgErrorKind::ConnectionLost, why);
+        return;
+      }
+      continue;
+    }
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_PIPELINE_SYNC) {
+      PQclear(res);
+      finishPipeline();
+      return;
+    }
+    if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+      PQclear(res);
+      failQuery(PgErrorKind::ConnectionLost, "COPY is not supported on PgConnection; connection closed");
+      return;
+    }
+    if (st == PGRES_PIPELINE_ABORTED) {
+      PQclear(res);
+    } else if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR) {
+      if (result_) {
+        PQclear(res);  // keep the first error
+      } else {
+        result_ = PgResult(res);
+      }
+    } else if (pipelineIndex_ < pipelineCount_) {
+      pipelineResults_[pipelineIndex_] = PgResult(res);
+    } else {
+      PQclear(res);
+    }
+  }
+  if (PQstatus(conn_) == CONNECTION_BAD) {
+    failQuery(PgErrorKind::ConnectionLost, connError(conn_, "connection lost"));
+  }
+}
+
 void PgConnection::finishQuery() {
-  uv_timer_stop(timer_.get());
-  lastUsedAtMs_ = now();
   PgQueryResult out;
   out.result = std::move(result_);
-  ExecStatusType st = out.result.status();
   bool connectionGone = PQstatus(conn_) == CONNECTION_BAD;
   if (!out.result) {
     out.error = makeError(PgErrorKind::ConnectionLost, connError(conn_, "no result"), "", true);
     connectionGone = true;
-  } else if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR) {
+  }
+  completeStatement(std::move(out), connectionGone);
+}
+
+void PgConnection::finishPipeline() {
+  pipelining_ = false;
+  PgQueryResult out;
+  bool connectionGone = PQstatus(conn_) == CONNECTION_BAD;
+  if (!connectionGone && PQexitPipelineMode(conn_) == 0) {
+    // Results still pending after the sync point: the protocol state is not trustworthy.
+    out.error = makeError(PgErrorKind::ConnectionLost, connError(conn_, "cannot leave pipeline mode"), "", true);
+    connectionGone = true;
+  }
+  if (result_) {
+    out.result = std::move(result_);  // the failed statement's error result
+  } else if (out.error.ok()) {
+    out.results = std::move(pipelineResults_);
+  }
+  pipelineResults_.clear();
+  completeStatement(std::move(out), connectionGone);
+}
+
+void PgConnection::completeStatement(PgQueryResult out, bool connectionGone) {
+  uv_timer_stop(timer_.get());
+  lastUsedAtMs_ = now();
+  ExecStatusType st = out.result.status();
+  if (out.error.ok() && out.result &&
+      (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR)) {
     const char* state = PQresultErrorField(out.result.get(), PG_DIAG_SQLSTATE);
     const char* primary = PQresultErrorField(out.result.get(), PG_DIAG_MESSAGE_PRIMARY);
     std::string sqlState = state != nullptr ? state : "";
@@ -675,6 +799,8 @@ void PgConnection::teardown() {
   }
   flushing_ = false;
   result_.reset();
+  pipelining_ = false;
+  pipelineResults_.clear();
   if (timer_.isOpen()) {
     uv_timer_stop(timer_.get());
   }

@@ -1,7 +1,8 @@
 #pragma once
 // app::db::PgConnection: one asynchronous libpq connection driven by a libuv loop. The building
 // block of the connection pool: the pool owns many of these and adds sizing, waiting, recycling
-// and pre-ping; this class knows one socket, one statement at a time.
+// and pre-ping; this class knows one socket, one statement (or one pipeline of statements, see
+// pipeline()) at a time.
 //
 // Everything is non-blocking: PQconnectStartParams/PQconnectPoll for the connect (host names are
 // resolved on the libuv thread pool first, since libpq's own lookup blocks), PQsetnonblocking +
@@ -118,7 +119,15 @@ struct PgError {
 struct PgQueryResult {
   PgError error;
   PgResult result;  // set when ok() (PGRES_TUPLES_OK or PGRES_COMMAND_OK); for ServerError it holds the error result
+  // pipeline() only: one result per statement, in order, when ok(); `result` is then empty.
+  std::vector<PgResult> results;
   bool ok() const { return error.ok(); }
+};
+
+// One statement of a pipeline(): SQL with $n placeholders and its text parameters.
+struct PgStatement {
+  std::string sql;
+  std::vector<std::optional<std::string>> params;  // nullopt = SQL NULL
 };
 
 struct PgConnectionOptions {
@@ -154,6 +163,14 @@ class PgConnection {
   void query(std::string sql, std::chrono::milliseconds timeout, QueryCallback cb) {
     query(std::move(sql), Params{}, timeout, std::move(cb));
   }
+
+  // Runs several statements in one round trip with libpq's pipeline mode: each is sent like
+  // query() (unnamed statement, text parameters and results), then one Sync. Without BEGIN they
+  // form one implicit transaction that commits at the Sync: if one fails, the following ones are
+  // skipped and everything rolls back, so cb gets that statement's error (ServerError with its
+  // sqlState) and no results. On success `results` holds one result per statement. The timeout
+  // covers the whole pipeline; the other rules of query() apply.
+  void pipeline(std::vector<PgStatement> statements, std::chrono::milliseconds timeout, QueryCallback cb);
 
   // Closes the connection (back to Disconnected; connect() may be called again). A statement or
   // connect in progress gets ConnectionLost / ConnectFailed on the next loop iteration.
@@ -196,7 +213,17 @@ class PgConnection {
   void failConnect(PgErrorKind kind, const std::string& message);
   void onQueryIo(int events);
   void drainResults();
+  void drainPipelineResults();
   void finishQuery();
+  void finishPipeline();
+  // The common end of query() and pipeline(): keeps or drops the connection, then calls back.
+  void completeStatement(PgQueryResult out, bool connectionGone);
+  // Refuses a statement unless Ready (the refusal is delivered like query()'s); true when Ready.
+  bool acceptStatement(QueryCallback& cb);
+  // After the statement(s) were queued in libpq: becomes Busy and starts sending.
+  void startSending(std::chrono::milliseconds timeout, QueryCallback cb);
+  // PQsend* failed: the connection is unusable; cb gets ConnectionLost (nothing ran).
+  void sendFailed(QueryCallback cb);
   void failQuery(PgErrorKind kind, const std::string& message, const std::string& sqlState = "");
   void onIdleIo();
   // (Re)starts watching PQsocket() for `events`, replacing the poll handle when the socket is
@@ -234,6 +261,11 @@ class PgConnection {
   QueryCallback queryCb_;
   std::chrono::milliseconds opTimeout_{0};
   PgResult result_;  // result being collected for the statement in flight
+  // pipeline(): statements sent, results so far, and which statement the next result belongs to.
+  bool pipelining_ = false;
+  size_t pipelineCount_ = 0;
+  size_t pipelineIndex_ = 0;
+  std::vector<PgResult> pipelineResults_;
 
   std::string target_;
   std::string lastError_;
