@@ -11,7 +11,7 @@ DEB_PACKAGES := build-essential cmake ccache pkg-config libuv1-dev node-llhttp l
   postgresql-15 pgbouncer redis-server python3 python3-pytest python3-yaml curl procps prometheus
 BENCH_PACKAGES := wrk nghttp2-client nginx-light haproxy valgrind linux-perf strace
 
-.PHONY: all deps bench-deps build asan run test unit integration bench clean deploy-check
+.PHONY: all deps bench-deps build asan run test unit integration bench bench-app clean deploy-check
 
 all: build
 
@@ -59,6 +59,10 @@ run: build
 
 bench: build bench-deps
 	bench/run.sh
+
+# upstream_app direct and through the gateway against the real data stack (upstream_app/README.md).
+bench-app: build bench-deps
+	/usr/bin/python3 upstream_app/bench/app_bench.py
 
 # Offline checks of deploy/ (kustomize render + Kubernetes schemas + pod policy).
 deploy-check: deps
