@@ -8,7 +8,7 @@
 namespace obs::trace {
 
 struct HttpEndpoint {
-  std::string host;        // name or IP literal, without IPv6 brackets
+  std::string host;  // name or IP literal, without IPv6 brackets
   uint16_t port = 80;
   std::string path = "/";  // request target, query included
   std::string hostHeader;  // "host:port" as the Host header wants it (brackets for IPv6)

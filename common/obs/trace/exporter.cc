@@ -81,8 +81,8 @@ OtlpExporter::OtlpExporter(HttpEndpoint endpoint, const ExportOptions& options, 
       backoff_{std::max(1, options.maxAttempts), options.backoffBase, options.backoffMax},
       jitter_(resilience::defaultJitter()),
       batchThreshold_(std::max<size_t>(1, std::min(options.maxBatch, queue.capacity() / 2))),
-      watermarkSpans_(static_cast<size_t>(std::clamp(options.dropWatermark, 0.0, 1.0) *
-                                          static_cast<double>(queue.capacity()))),
+      watermarkSpans_(
+          static_cast<size_t>(std::clamp(options.dropWatermark, 0.0, 1.0) * static_cast<double>(queue.capacity()))),
       hostIsLiteral_(isIpLiteral(endpoint_.host)) {
   uv_loop_init(&loop_);
   uv_async_init(&loop_, async_.get(), &OtlpExporter::onAsync);
@@ -340,7 +340,8 @@ void OtlpExporter::retirePool() {
 }
 
 void OtlpExporter::sweepRetiredPools() {
-  std::erase_if(retiredPools_, [](const std::unique_ptr<http::ConnectionPool>& p) { return p->openConnections() == 0; });
+  std::erase_if(retiredPools_,
+                [](const std::unique_ptr<http::ConnectionPool>& p) { return p->openConnections() == 0; });
 }
 
 void OtlpExporter::attempt() {

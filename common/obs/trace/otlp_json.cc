@@ -108,9 +108,7 @@ void appendKeyValue(std::string& out, const AttributeView& a) {
       out.append("\"doubleValue\":");
       appendDouble(out, a.doubleValue);
       break;
-    case AttributeType::Bool:
-      out.append(a.boolValue ? "\"boolValue\":true" : "\"boolValue\":false");
-      break;
+    case AttributeType::Bool: out.append(a.boolValue ? "\"boolValue\":true" : "\"boolValue\":false"); break;
   }
   out.append("}}");
 }

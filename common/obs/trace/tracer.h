@@ -34,10 +34,10 @@ class OtlpExporter;
 
 // Export tuning. Not in the YAML contract: the defaults are the product; tests shrink them.
 struct ExportOptions {
-  size_t queueCapacity = 2048;  // finished spans waiting for export (rounded up to a power of 2)
-  size_t maxBatch = 512;        // spans per POST; a queue this full wakes the exporter at once
-  std::chrono::milliseconds maxDelay{1000};  // a span waits at most about this long to be sent
-  int maxAttempts = 5;                       // POSTs per batch, the first included
+  size_t queueCapacity = 2048;                 // finished spans waiting for export (rounded up to a power of 2)
+  size_t maxBatch = 512;                       // spans per POST; a queue this full wakes the exporter at once
+  std::chrono::milliseconds maxDelay{1000};    // a span waits at most about this long to be sent
+  int maxAttempts = 5;                         // POSTs per batch, the first included
   std::chrono::milliseconds backoffBase{250};  // full-jitter exponential backoff between tries
   std::chrono::milliseconds backoffMax{5000};
   // A batch that failed is given up instead of retried while the queue is fuller than this
