@@ -266,6 +266,33 @@ def report(runsPath, profilePath, metaPath):
               f"| {ratio(g['p99_ms'], n['p99_ms'])} | {ratio(g['p99_ms'], h['p99_ms'])} |")
         w("")
 
+    bases = meta.get("bases", {})
+    wire = meta.get("wire", {})
+    based = [sc for sc in scenarios if bases.get(sc)]
+    if based:
+        w("## Compression and cache: ratios to the uncompressed path")
+        w("")
+        w("Each proxy against its own run of the base scenario (same body, no Accept-Encoding): CPU/req above 1 "
+          "is what compressing (or serving from cache) costs on top of proxying the plain body; wire bytes are the "
+          "compressed response size from the check before timing. Last column: the gateway's CPU/req over this "
+          "proxy's in the same scenario.")
+        w("")
+        w("| scenario | proxy | encoding | wire bytes | req/s | CPU µs/req | CPU/req ÷ base | req/s ÷ base | gw CPU/req ÷ this |")
+        w("|---|---|---|---:|---:|---:|---:|---:|---:|")
+        for sc in based:
+            base = bases[sc]
+            for px in proxies:
+                m = med.get((sc, px))
+                if m is None:
+                    continue
+                b = med.get((base, px), {"rps": float("nan"), "cpu_us_per_req": float("nan")})
+                g = med.get((sc, "gateway"), {"cpu_us_per_req": float("nan")})
+                size, enc = wire.get(sc, {}).get(px, ["n/a", "n/a"])
+                w(f"| {sc} (base {base}) | {label(sc, px)} | {enc} | {size} | {fmt(m['rps'], 0, True)} "
+                  f"| {fmt(m['cpu_us_per_req'], 1)} | {ratio(m['cpu_us_per_req'], b['cpu_us_per_req'])} "
+                  f"| {ratio(m['rps'], b['rps'])} | {'-' if px == 'gateway' else ratio(g['cpu_us_per_req'], m['cpu_us_per_req'])} |")
+        w("")
+
     w("## Scenarios")
     w("")
     for sc in scenarios:

@@ -14,7 +14,7 @@ LIB="$BENCH_DIR/benchlib.py"
 DURATION=${BENCH_DURATION:-5}           # seconds per timed run
 ROUNDS=${BENCH_ROUNDS:-3}               # interleaved rounds per scenario
 WARMUP=${BENCH_WARMUP:-1}               # seconds of untimed load before each timed run
-SCENARIOS=${BENCH_SCENARIOS:-"s1 s2 s3 s4"}
+SCENARIOS=${BENCH_SCENARIOS:-"s1 s2 s3 s4 s5 s6 s7 s8"}
 PROXIES=${BENCH_PROXIES:-"gateway nginx haproxy"}
 PORT_BASE=${BENCH_PORT_BASE:-28100}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
@@ -29,6 +29,9 @@ RESULTS_DIR=${BENCH_RESULTS_DIR:-$BENCH_DIR/results}
 KEEP_WORK=${BENCH_KEEP:-0}
 # Negative (root only) makes other work on the machine yield to every benchmark process alike.
 NICE=${BENCH_NICE:-0}
+# Scenario rl: a gateway with one never-triggering Redis rate limit vs the same gateway without.
+RL_ALGORITHM=${BENCH_RL_ALGORITHM:-token_bucket}
+RL_REDIS_CPU=${BENCH_RL_REDIS_CPU:-$CLIENT_CPU}
 
 # The origin's fixed document: exactly 214 bytes (checked on the wire below).
 BODY='{"id":4217,"title":"Proxy benchmark payload","author":{"id":17,"name":"Ada"},"tags":["bench","json","keep-alive"],"published":true,"views":123456,"rating":4.5,"summary":"A fixed JSON document for the proxy bench."}'
@@ -42,6 +45,11 @@ GATEWAY_ADMIN_PORT=$((PORT_BASE + 2))
 # Separate ports for the instances started under valgrind.
 declare -A CG_PORT_OF=([gateway]=$((PORT_BASE + 11)) [nginx]=$((PORT_BASE + 13)) [haproxy]=$((PORT_BASE + 14)))
 CG_GATEWAY_ADMIN_PORT=$((PORT_BASE + 12))
+# Scenario rl only: its Redis and the rate-limited gateway (PORT_OF[gateway_rl] is set when it starts).
+RL_REDIS_PORT=$((PORT_BASE + 8))
+RL_GATEWAY_PORT=$((PORT_BASE + 9))
+RL_GATEWAY_ADMIN_PORT=$((PORT_BASE + 10))
+RL_PROXY=""
 
 declare -A PID_OF=()
 STARTED_PIDS=()
@@ -97,6 +105,10 @@ checkTools() {
   if [ "$CALLGRIND" = 1 ] && ! { has h2load && has valgrind && has callgrind_control; }; then
     log "warning: instructions/req skipped: needs h2load (nghttp2-client) and valgrind"
     CALLGRIND=0
+  fi
+  # The br scenarios' response check decodes with the brotli CLI.
+  if [[ " $SCENARIOS " == *" s6 "* || " $SCENARIOS " == *" s7 "* ]]; then
+    command -v brotli >/dev/null || missing+=(brotli)
   fi
   [ ${#missing[@]} -eq 0 ] || die "missing tools: ${missing[*]} (run \`make bench-deps\`)"
   for px in $PROXIES; do
@@ -220,6 +232,14 @@ proxyCommand() {
         WORK="$WORK" NAME="$name" PORT="$port" ORIGIN_PORT="$ORIGIN_PORT" MASTER_PROCESS="$master"
       printf '%s\n' nginx -p "$WORK" -e "$WORK/$name.error.log" -c "$WORK/$name.conf"
       ;;
+    gateway_rl)
+      [ "$variant" = "" ] || die "scenario rl is not supported under callgrind"
+      render "$BENCH_DIR/conf/gateway.yaml.in" "$WORK/$name.base.yaml" \
+        PORT="$port" ADMIN_PORT="$RL_GATEWAY_ADMIN_PORT" ORIGIN_PORT="$ORIGIN_PORT"
+      "$PY" "$BENCH_DIR/ratelimit.py" config "$WORK/$name.base.yaml" "$WORK/$name.yaml" \
+        "$RL_REDIS_PORT" "$RL_ALGORITHM" /json >&2 || die "could not write the gateway_rl config"
+      printf '%s\n' "$GATEWAY_BIN" --config "$WORK/$name.yaml"
+      ;;
     haproxy)
       render "$BENCH_DIR/conf/proxy-haproxy.cfg.in" "$WORK/$name.cfg" \
         PORT="$port" ORIGIN_PORT="$ORIGIN_PORT"
@@ -269,6 +289,11 @@ coreBusy() {
 # Each scenario_<name> sets: SC_DESC, SC_PATH, SC_CONNS, SC_WRK_ARGS, SC_H2LOAD_ARGS,
 # SC_CURL_ARGS, the check SC_EXPECT_BYTES (decoded body) / SC_EXPECT_ENC, and
 # SC_PROFILE_DIV (the fixed-count profile sends BENCH_PROFILE_REQUESTS / SC_PROFILE_DIV).
+# Optional (reset before each scenario function): SC_EXPECT_ENC_BY[proxy] overrides
+# SC_EXPECT_ENC for one proxy ("-" = must not be encoded), and SC_BASE names the scenario the
+# report compares this one with ("ratios to the uncompressed path").
+declare -A SC_EXPECT_ENC_BY=()
+SC_BASE=""
 
 scenario_s1() {
   SC_DESC="GET of the ${BODY_BYTES}-byte JSON, 64 keep-alive connections (wrk -t1 -c64)"
@@ -293,6 +318,7 @@ scenario_s2() {
   SC_EXPECT_ENC=gzip
   # ~10x slower per request than s1: fewer requests keep the fixed-count profile short.
   SC_PROFILE_DIV=4
+  SC_BASE=s5
 }
 
 scenario_s3() {
@@ -319,6 +345,124 @@ scenario_s4() {
   SC_PROFILE_DIV=1
 }
 
+# s5-s8: the 32 KiB JSON of s2, without compression (the base of the ratios), then with
+# `Accept-Encoding: br, gzip` uncached and cached, and gzip-only cached. nginx (no brotli module
+# in Debian) and HAProxy answer gzip where the gateway answers br; the report shows each one's
+# bytes on the wire. Cached: the gateway keeps the compressed variant (a hit costs no
+# compression); nginx proxy_cache and the HAProxy cache keep the origin's bytes and compress
+# every hit.
+scenario_s5() {
+  SC_DESC="GET of the 32 KiB JSON without Accept-Encoding (no compression, uncached): the base of the s2/s6-s8 ratios"
+  SC_PATH=/big.json
+  SC_CONNS=64
+  SC_WRK_ARGS=()
+  SC_H2LOAD_ARGS=()
+  SC_CURL_ARGS=()
+  SC_EXPECT_BYTES=$BIG_BYTES
+  SC_EXPECT_ENC=-
+  SC_PROFILE_DIV=4
+}
+
+scenario_s6() {
+  SC_DESC="GET of the 32 KiB JSON with Accept-Encoding: br, gzip, uncached (gateway: br quality 4; nginx, HAProxy: gzip)"
+  SC_PATH=/big.json
+  SC_CONNS=64
+  SC_WRK_ARGS=(-H "Accept-Encoding: br, gzip")
+  SC_H2LOAD_ARGS=(-H "Accept-Encoding: br, gzip")
+  SC_CURL_ARGS=(-H "Accept-Encoding: br, gzip")
+  SC_EXPECT_BYTES=$BIG_BYTES
+  SC_EXPECT_ENC=gzip
+  SC_EXPECT_ENC_BY=([gateway]=br)
+  SC_PROFILE_DIV=4
+  SC_BASE=s5
+}
+
+scenario_s7() {
+  SC_DESC="s6 on a cached path (gateway cache rule; nginx proxy_cache; HAProxy cache): every timed request is a hit"
+  SC_PATH=/cached/big.json
+  SC_CONNS=64
+  SC_WRK_ARGS=(-H "Accept-Encoding: br, gzip")
+  SC_H2LOAD_ARGS=(-H "Accept-Encoding: br, gzip")
+  SC_CURL_ARGS=(-H "Accept-Encoding: br, gzip")
+  SC_EXPECT_BYTES=$BIG_BYTES
+  SC_EXPECT_ENC=gzip
+  SC_EXPECT_ENC_BY=([gateway]=br)
+  SC_PROFILE_DIV=4
+  SC_BASE=s5
+}
+
+scenario_s8() {
+  SC_DESC="GET of the 32 KiB JSON with Accept-Encoding: gzip on the cached path (gzip level 5 everywhere; HAProxy: libslz)"
+  SC_PATH=/cached/big.json
+  SC_CONNS=64
+  SC_WRK_ARGS=(-H "Accept-Encoding: gzip")
+  SC_H2LOAD_ARGS=(-H "Accept-Encoding: gzip")
+  SC_CURL_ARGS=(-H "Accept-Encoding: gzip")
+  SC_EXPECT_BYTES=$BIG_BYTES
+  SC_EXPECT_ENC=gzip
+  SC_PROFILE_DIV=4
+  SC_BASE=s5
+}
+
+# Resets the optional SC_* settings, then runs scenario_<name>.
+loadScenario() {
+  SC_EXPECT_ENC_BY=()
+  SC_PROXIES=""
+  SC_BASE=""
+  "scenario_$1"
+}
+
+# rl: the gateway alone, without (gateway) and with (gateway_rl) a rate limit on /json whose
+# limit never triggers, so each request of gateway_rl makes one EVALSHA round trip to a local
+# redis-server (pinned to BENCH_RL_REDIS_CPU, default the client core). SC_PROXIES replaces
+# BENCH_PROXIES for this scenario; ratelimit.py prints the req/s ratio (target >= 0.85).
+scenario_rl() {
+  SC_DESC="s1 (GET of the ${BODY_BYTES}-byte JSON, 64 connections) through the gateway with one never-triggering ${RL_ALGORITHM} Redis rate limit on the path (gateway_rl) vs without (gateway)"
+  SC_PATH=/json
+  SC_CONNS=64
+  SC_WRK_ARGS=()
+  SC_H2LOAD_ARGS=()
+  SC_CURL_ARGS=()
+  SC_EXPECT_BYTES=$BODY_BYTES
+  SC_EXPECT_ENC=""
+  SC_PROFILE_DIV=1
+  SC_PROXIES="gateway gateway_rl"
+}
+
+# Starts the redis-server and the rate-limited gateway of scenario rl.
+startRateLimitBench() {
+  local p rpid
+  [[ " $PROXIES " == *" gateway "* ]] || die "scenario rl compares with the plain gateway: keep gateway in BENCH_PROXIES"
+  command -v redis-server >/dev/null || die "scenario rl needs redis-server (apt-get install redis-server)"
+  for p in "$RL_REDIS_PORT" "$RL_GATEWAY_PORT" "$RL_GATEWAY_ADMIN_PORT"; do
+    if ss -Hltn "sport = :$p" | grep -q .; then
+      die "port $p (scenario rl) is in use (set BENCH_PORT_BASE to another free range)"
+    fi
+  done
+  mkdir -p "$WORK/redis"
+  startPinned "$RL_REDIS_CPU" redis redis-server --port "$RL_REDIS_PORT" --bind 127.0.0.1 \
+    --save "" --appendonly no --dir "$WORK/redis" --daemonize no
+  rpid=$LAST_PID
+  for _ in $(seq 50); do
+    [ "$(redis-cli -p "$RL_REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
+    kill -0 "$rpid" 2>/dev/null || die "redis-server exited during startup (output: $WORK/redis.out)"
+    sleep 0.1
+  done
+  PORT_OF[gateway_rl]=$RL_GATEWAY_PORT
+  startProxy gateway_rl
+  # The rule must really be in force, with Redis (not the in-process fallback) deciding.
+  for _ in $(seq 50); do
+    curl -fsS --max-time 1 "http://127.0.0.1:$RL_GATEWAY_ADMIN_PORT/readyz" 2>/dev/null | grep -q '"redis":"ok"' && break
+    sleep 0.1
+  done
+  curl -fsS --max-time 1 "http://127.0.0.1:$RL_GATEWAY_ADMIN_PORT/readyz" 2>/dev/null | grep -q '"redis":"ok"' ||
+    die "gateway_rl does not report Redis ok on /readyz (output: $WORK/gateway_rl.out)"
+  curl -sS -o /dev/null -D - --max-time 2 "http://127.0.0.1:$RL_GATEWAY_PORT/json" | grep -qi '^ratelimit-limit:' ||
+    die "gateway_rl answers /json without RateLimit-Limit: the rule is not in force (config: $WORK/gateway_rl.yaml)"
+  RL_PROXY=gateway_rl
+  log "gateway_rl up on 127.0.0.1:$RL_GATEWAY_PORT (pid ${PID_OF[gateway_rl]}, CPU $PROXY_CPU; redis-server :$RL_REDIS_PORT on CPU $RL_REDIS_CPU, $RL_ALGORITHM)"
+}
+
 # One request through a port with the scenario's shape; prints "status wire_bytes encoding decoded_bytes".
 probe() {
   local port=$1 out="$WORK/probe.body" meta code size enc decoded
@@ -327,6 +471,8 @@ probe() {
   read -r code size enc <<<"$meta"
   if [ "${enc:-}" = gzip ]; then
     decoded=$(gzip -dc "$out" 2>/dev/null | wc -c)
+  elif [ "${enc:-}" = br ]; then
+    decoded=$(brotli -dc "$out" 2>/dev/null | wc -c)
   else
     decoded=$(wc -c <"$out")
   fi
@@ -334,22 +480,24 @@ probe() {
 }
 
 checkScenario() { # scenario
-  local sc=$1 px code size enc decoded ok line
+  local sc=$1 px code size enc decoded ok line want
   read -r code size enc decoded <<<"$(probe "$ORIGIN_PORT")"
   if [ "$code" != 200 ] || [ "$decoded" != "$SC_EXPECT_BYTES" ]; then
     die "origin check failed for $sc: status $code, $decoded bytes (want 200, $SC_EXPECT_BYTES)"
   fi
-  for px in $PROXIES; do
+  for px in ${SC_PROXIES:-$PROXIES}; do
     read -r code size enc decoded <<<"$(probe "${PORT_OF[$px]}")"
+    want=${SC_EXPECT_ENC_BY[$px]:-$SC_EXPECT_ENC}
     ok=ok
     if [ "$code" != 200 ] || [ "$decoded" != "$SC_EXPECT_BYTES" ] ||
-      { [ -n "$SC_EXPECT_ENC" ] && [ "$enc" != "$SC_EXPECT_ENC" ]; }; then
-      ok="CHECK FAILED (want 200, ${SC_EXPECT_BYTES} bytes decoded${SC_EXPECT_ENC:+, $SC_EXPECT_ENC})"
+      { [ -n "$want" ] && [ "$enc" != "$want" ]; }; then
+      ok="CHECK FAILED (want 200, ${SC_EXPECT_BYTES} bytes decoded${want:+, encoding $want})"
       log "warning: $sc $px: status $code, $decoded bytes decoded, encoding $enc: $ok"
     fi
     line="$sc $px: $code, $size bytes, encoding $enc, $decoded bytes decoded: $ok"
     echo "$line" >>"$WORK/checks.txt"
     printf '%s\t%s\t%s\n' "$sc" "$px" "$([ "$ok" = ok ] && echo ok || echo failed)" >>"$WORK/checks.tsv"
+    printf '%s\t%s\t%s\t%s\n' "$sc" "$px" "$size" "$enc" >>"$WORK/wire.tsv"
   done
 }
 
@@ -463,6 +611,8 @@ printf 'scenario\tproxy\tsyscalls_per_req\tinstr_per_req\n' >"$WORK/profile.tsv"
 : >"$WORK/checks.txt"
 : >"$WORK/checks.tsv"
 : >"$WORK/scenarios.tsv"
+: >"$WORK/wire.tsv"
+: >"$WORK/bases.tsv"
 
 log "work dir $WORK; proxies: $PROXIES; scenarios: $SCENARIOS; $ROUNDS rounds x ${DURATION}s (+${WARMUP}s warm-up)"
 startOrigin
@@ -470,15 +620,19 @@ for px in $PROXIES; do
   startProxy "$px"
   log "$px up on 127.0.0.1:${PORT_OF[$px]} (pid ${PID_OF[$px]}, CPU $PROXY_CPU)"
 done
+if [[ " $SCENARIOS " == *" rl "* ]]; then
+  startRateLimitBench
+fi
 
 for sc in $SCENARIOS; do
   declare -F "scenario_$sc" >/dev/null || die "unknown scenario '$sc' (have: $(declare -F | awk '/scenario_/ { sub("scenario_", "", $3); printf "%s ", $3 }'))"
-  "scenario_$sc"
+  loadScenario "$sc"
   printf '%s\t%s\n' "$sc" "$SC_DESC" >>"$WORK/scenarios.tsv"
+  [ -z "$SC_BASE" ] || printf '%s\t%s\n' "$sc" "$SC_BASE" >>"$WORK/bases.tsv"
   log "scenario $sc: $SC_DESC"
   checkScenario "$sc"
   for ((rd = 1; rd <= ROUNDS; rd++)); do
-    for px in $PROXIES; do
+    for px in ${SC_PROXIES:-$PROXIES}; do
       timedRun "$sc" "$px" "$rd"
       tail -n 1 "$WORK/runs.tsv" | awk -F'\t' '{
         wall = $9; util = $10 / wall * 100; cutil = ($11 + $12) / wall * 100
@@ -493,8 +647,8 @@ done
 PROFILE_DESC=""
 if [ "$PROFILE" = 1 ] || [ "$CALLGRIND" = 1 ]; then
   for sc in $SCENARIOS; do
-    "scenario_$sc"
-    for px in $PROXIES; do
+    loadScenario "$sc"
+    for px in ${SC_PROXIES:-$PROXIES}; do
       PROF_SYS=""
       PROF_IR=""
       if [ "$PROFILE" = 1 ]; then
@@ -538,7 +692,7 @@ fi
 META_VERSIONS="gateway $gwVersion ($(basename "$(dirname "$GATEWAY_BIN")")/gateway), $(nginx -v 2>&1 | sed 's/^nginx version: //'), HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'), $({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print "wrk", $2 }')"
 
 # shellcheck disable=SC2086 # $PROXIES is split into one argument per proxy on purpose
-"$PY" - "$WORK" "$DURATION" "$ROUNDS" "$WARMUP" "$PROXY_CPU" "$CLIENT_CPU" "$PROFILE_DESC" $PROXIES >"$WORK/meta.json" <<'EOF'
+"$PY" - "$WORK" "$DURATION" "$ROUNDS" "$WARMUP" "$PROXY_CPU" "$CLIENT_CPU" "$PROFILE_DESC" $PROXIES $RL_PROXY >"$WORK/meta.json" <<'EOF'
 import json, os, sys
 work, duration, rounds, warmup, pcpu, ccpu, pdesc, *proxies = sys.argv[1:]
 descs = {}
@@ -546,6 +700,11 @@ for line in open(os.path.join(work, "scenarios.tsv")):
     if line.strip():
         k, v = line.rstrip("\n").split("\t", 1)
         descs[k] = v
+wire = {}
+for line in open(os.path.join(work, "wire.tsv")):
+    if line.strip():
+        sc, px, size, enc = line.rstrip("\n").split("\t")
+        wire.setdefault(sc, {})[px] = [size, enc]
 print(json.dumps({
     "date": os.environ["META_DATE"], "nproc": os.environ["META_NPROC"],
     "cpu_model": os.environ["META_CPU"], "kernel": os.environ["META_KERNEL"],
@@ -557,11 +716,17 @@ print(json.dumps({
     "failed_checks": [l.split("\t")[:2] for l in open(os.path.join(work, "checks.tsv"))
                       if l.rstrip("\n").endswith("\tfailed")],
     "checks": [l.strip() for l in open(os.path.join(work, "checks.txt")) if l.strip()],
+    # scenario -> proxy -> [bytes on the wire, Content-Encoding] from the checks
+    "wire": wire,
+    "bases": dict(l.rstrip("\n").split("\t") for l in open(os.path.join(work, "bases.tsv")) if l.strip()),
 }, indent=1))
 EOF
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 "$PY" "$LIB" report "$WORK/runs.tsv" "$WORK/profile.tsv" "$WORK/meta.json" >"$RESULTS_DIR/latest.md"
+if [ -n "$RL_PROXY" ]; then
+  "$PY" "$BENCH_DIR/ratelimit.py" report "$WORK/runs.tsv" rl >>"$RESULTS_DIR/latest.md"
+fi
 cp "$RESULTS_DIR/latest.md" "$RESULTS_DIR/$stamp.md"
 cp "$WORK/runs.tsv" "$RESULTS_DIR/$stamp.runs.tsv"
 echo
