@@ -13,6 +13,7 @@
 #include "common/config/app_config.h"
 #include "common/http/server.h"
 #include "common/obs/log.h"
+#include "common/obs/trace/tracer.h"
 #include "common/uv/handle.h"
 #include "common/uv/timer.h"
 #include "gateway/admin/admin_handler.h"
@@ -246,6 +247,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   rt->publish(gateway::buildPolicy(rt->config, 1, nullptr, std::move(tls)));
+  rt->tracer = std::make_unique<obs::trace::Tracer>(g.tracing);
   rt->stats = std::make_unique<gateway::GatewayStats>(static_cast<unsigned>(workers) + 1);
   rt->stats->bindRuntime(*rt);
 
@@ -254,6 +256,8 @@ int main(int argc, char** argv) {
     Process process(*rt, configPath);
     rc = process.run();
   }
+  // Spans still queued get what is left of a short budget; the drain already waited for requests.
+  rt->tracer->shutdown(std::chrono::seconds(2));
   obs::shutdownLogging();
   return rc;
 }

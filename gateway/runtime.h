@@ -12,6 +12,7 @@
 #include "common/resilience/backoff.h"
 #include "common/resilience/circuit_breaker.h"
 #include "common/resilience/failure.h"
+#include "common/obs/trace/tracer.h"
 #include "gateway/policy.h"
 #include "gateway/stats.h"
 
@@ -30,6 +31,9 @@ struct Runtime {
   http::PoolStats upstreamPoolStats;
 
   std::unique_ptr<GatewayStats> stats;  // set before workers start
+  // gateway.tracing as loaded at startup (a reload that changes it is reported as needing a
+  // restart); exports from its own thread.
+  std::unique_ptr<obs::trace::Tracer> tracer;
 
   const cfg::GatewayConfig& gateway() const { return config.gateway; }
 

@@ -51,6 +51,10 @@ void GatewayStats::bindRuntime(const Runtime& rt) {
                   [&rt] { return static_cast<double>(rt.clientConnections.load(std::memory_order_relaxed)); });
   r.callbackGauge("gateway_circuit_breaker_state", "Upstream circuit breaker: 0 closed, 1 open, 2 half-open.",
                   [&rt] { return static_cast<double>(rt.policy()->breaker->stateValue()); });
+  r.callbackCounter("gateway_trace_spans_dropped_total", "Spans dropped: queue full, export given up, or left at exit.",
+                    [&rt] { return rt.tracer ? static_cast<double>(rt.tracer->droppedSpans()) : 0.0; });
+  r.callbackCounter("gateway_trace_spans_exported_total", "Spans the OTLP exporter delivered.",
+                    [&rt] { return rt.tracer ? static_cast<double>(rt.tracer->stats().exportedSpans) : 0.0; });
   obs::CallbackFamily& pool = r.callbackGaugeFamily("gateway_upstream_pool_connections",
                                                     "Upstream connections of the pool, by state.", {"state"});
   pool.add({"active"}, [&rt] { return static_cast<double>(rt.upstreamPoolStats.active.load()); });

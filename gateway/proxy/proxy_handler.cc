@@ -5,6 +5,10 @@
 #include <random>
 
 #include "common/http/status.h"
+#include "common/obs/trace/context.h"
+#include "common/obs/trace/log_context.h"
+#include "common/obs/trace/semconv.h"
+#include "common/obs/trace/tracer.h"
 #include "common/resilience/failure.h"
 #include "common/obs/log.h"
 #include "common/obs/metrics.h"
@@ -82,6 +86,7 @@ void ProxyHandler::onRequestHead(http::ServerConnection& c) {
   }
   inFlightCounted_ = true;
   const http::MessageHead& req = c.request();
+  startServerSpan(req);
   chunkedBody_ = req.body == http::BodyKind::Chunked;
   requestEnded_ = req.body == http::BodyKind::None;
   // request_timeout bounds the whole exchange, asynchronous filter work included.
@@ -90,6 +95,27 @@ void ProxyHandler::onRequestHead(http::ServerConnection& c) {
 }
 
 std::string_view ProxyHandler::path() const { return pathOf(conn_->request().target); }
+
+void ProxyHandler::startServerSpan(const http::MessageHead& req) {
+  obs::trace::Tracer* tracer = ctx_.runtime.tracer.get();
+  if (tracer == nullptr || !tracer->enabled()) {
+    return;
+  }
+  namespace tr = obs::trace;
+  const std::string* tp = req.headers.find("traceparent");
+  const std::string* ts = req.headers.find("tracestate");
+  const tr::ParentContext parent = tr::extractParent(tp != nullptr ? std::string_view(*tp) : std::string_view(),
+                                                     ts != nullptr ? std::string_view(*ts) : std::string_view());
+  parentTracestate_ = parent.tracestate;
+  span_ = tracer->startServerSpan(req.methodName(), parent);
+  if (span_.recording()) {
+    span_.setString(tr::attr::kHttpRequestMethod, req.methodName())
+        .setString(tr::attr::kUrlPath, path())
+        .setString(tr::attr::kUrlScheme, ctx_.runtime.gateway().tls.cert_file.empty() ? "http" : "https")
+        .setString(tr::attr::kHttpRoute, policy_->routes->nameFor(path()))
+        .setString(tr::attr::kClientAddress, conn_->clientIp());
+  }
+}
 
 void ProxyHandler::runRequestFilters(size_t from) {
   phase_ = Phase::Filtering;
@@ -138,6 +164,9 @@ void ProxyHandler::buildUpstreamHead(const http::ServerConnection& c) {
       xff = &h.value;  // re-emitted below with the client appended (several headers: the last wins)
       continue;
     }
+    if (span_.context().valid() && (http::iequals(h.name, "traceparent") || http::iequals(h.name, "tracestate"))) {
+      continue;  // replaced by this hop's context below
+    }
     out.append(h.name);
     out.append(": ");
     out.append(h.value);
@@ -160,6 +189,16 @@ void ProxyHandler::buildUpstreamHead(const http::ServerConnection& c) {
   out.append(": ");
   out.append(c.requestId());
   out.append("\r\n");
+  if (span_.context().valid()) {
+    out.append("traceparent: ");
+    out.append(obs::trace::formatTraceparent(span_.context()).view());
+    out.append("\r\n");
+    if (!parentTracestate_.empty()) {
+      out.append("tracestate: ");
+      out.append(parentTracestate_);
+      out.append("\r\n");
+    }
+  }
   if (req.body == http::BodyKind::Length) {
     char number[24];
     out.append("Content-Length: ");
@@ -609,6 +648,10 @@ void ProxyHandler::finishFilters(bool aborted) {
 }
 
 void ProxyHandler::onExchangeAborted(http::ServerConnection&) {
+  if (span_.recording()) {
+    span_.setError("exchange aborted");
+  }
+  span_.end();
   releaseUpstream();
   finishFilters(true);
   resetExchange();
@@ -622,6 +665,7 @@ void ProxyHandler::onExchangeComplete(http::ServerConnection& c) {
   const std::string_view method = c.hasRequest() ? obs::methodLabel(c.request().methodName()) : "other";
   rt.stats->requests->labels({method, obs::statusCodeLabel(c.responseStatus()), route}).inc();
   rt.stats->requestDuration->labels({route}).observe(durationMs / 1000.0);
+  const obs::trace::LogIds logIds = obs::trace::logIds(span_.context());
   if (policy_->gateway().logging.access_log && obs::enabled(obs::Level::Info)) {
     obs::LogFields f;
     const bool hasRequest = c.hasRequest();
@@ -632,7 +676,8 @@ void ProxyHandler::onExchangeComplete(http::ServerConnection& c) {
         .real("duration_ms", durationMs)
         .real("upstream_ms", upstreamMs_)
         .str("request_id", c.requestId())
-        .str("trace_id", "")
+        .str("trace_id", logIds.traceId())
+        .str("span_id", logIds.spanId())
         .str("client_ip", c.clientIp())
         .str("cache", "BYPASS")
         .num("retries", retry_ ? retry_->retries() : 0);
@@ -641,6 +686,13 @@ void ProxyHandler::onExchangeComplete(http::ServerConnection& c) {
     }
     obs::info("access", f);
   }
+  if (span_.recording()) {
+    obs::trace::setHttpResponseStatus(span_, c.responseStatus());
+    if (!lastError_.empty()) {
+      span_.setString("error.type", lastError_);
+    }
+  }
+  span_.end();
   releaseUpstream();
   finishFilters(false);
   resetExchange();
@@ -668,6 +720,7 @@ void ProxyHandler::resetExchange() {
   permit_.release();
   discardResponse_ = false;
   lastError_.clear();
+  parentTracestate_.clear();
   upstreamMs_ = -1;
 }
 

@@ -9,6 +9,7 @@
 
 #include "common/http/client.h"
 #include "common/http/server.h"
+#include "common/obs/trace/span.h"
 #include "common/resilience/backoff.h"
 #include "common/resilience/circuit_breaker.h"
 #include "common/resilience/failure.h"
@@ -71,6 +72,7 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   enum class Phase { Idle, Local, Filtering, Acquiring, Proxying, Backoff, Done };
 
   void runRequestFilters(size_t from);
+  void startServerSpan(const http::MessageHead& req);
   void startProxy();
   // Runs the response hooks (last filter first), then writes the head.
   void sendHead(ResponseHead& head);
@@ -122,6 +124,8 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   bool inFlightCounted_ = false;
   bool chunkedBody_ = false;
   bool responseHeadSent_ = false;
+  obs::trace::Span span_;  // the request's server span (empty when not sampled or tracing is off)
+  std::string parentTracestate_;
   std::optional<resilience::RetryState> retry_;
   resilience::CircuitBreaker::Permit permit_;
   bool discardResponse_ = false;
