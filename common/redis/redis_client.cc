@@ -75,10 +75,18 @@ std::string contextError(const redisAsyncContext* ac, const char* fallback) {
 //    refused connect is only noticed at the connect timeout and a reset connection not at all
 //    (commands just time out). Here hiredis reads the socket, finds the error and disconnects.
 //  - the stock attach leaks its state and leaves half-installed hooks when uv_poll_init fails.
+//  - writes: hiredis asks for "writable" after every command; polling for it costs two
+//    epoll_ctl calls and an extra loop turn per command. On a connected socket the queued
+//    commands are instead written once just before the loop polls (a prepare handle), which
+//    batches every command of that turn into one write; only a short write polls for writable.
 struct UvRedisEvents {
   uv_poll_t handle{};
+  uv_prepare_t flush{};
   redisAsyncContext* context = nullptr;
   int events = 0;
+  int openHandles = 2;
+  bool flushing = false;
+  bool flushScheduled = false;
 };
 
 void uvRedisPoll(uv_poll_t* handle, int status, int events) {
@@ -103,7 +111,11 @@ void uvRedisPoll(uv_poll_t* handle, int status, int events) {
 }
 
 void uvRedisUpdate(UvRedisEvents* ev, int add, int remove) {
-  ev->events = (ev->events | add) & ~remove;
+  const int next = (ev->events | add) & ~remove;
+  if (next == ev->events) {
+    return;  // no epoll_ctl for a watch that does not change
+  }
+  ev->events = next;
   if (ev->events != 0) {
     uv_poll_start(&ev->handle, ev->events, &uvRedisPoll);
   } else {
@@ -111,18 +123,47 @@ void uvRedisUpdate(UvRedisEvents* ev, int add, int remove) {
   }
 }
 
+void uvRedisFlush(uv_prepare_t* p) {
+  auto* ev = static_cast<UvRedisEvents*>(p->data);
+  uv_prepare_stop(p);
+  ev->flushScheduled = false;
+  if (ev->context == nullptr) {
+    return;
+  }
+  ev->flushing = true;  // a short write asks for writable again: then it is really polled
+  redisAsyncHandleWrite(ev->context);
+  ev->flushing = false;
+}
+
 void uvRedisAddRead(void* data) { uvRedisUpdate(static_cast<UvRedisEvents*>(data), UV_READABLE, 0); }
 void uvRedisDelRead(void* data) { uvRedisUpdate(static_cast<UvRedisEvents*>(data), 0, UV_READABLE); }
-void uvRedisAddWrite(void* data) { uvRedisUpdate(static_cast<UvRedisEvents*>(data), UV_WRITABLE, 0); }
+void uvRedisAddWrite(void* data) {
+  auto* ev = static_cast<UvRedisEvents*>(data);
+  // While connecting, "writable" is how the connect's completion is seen: poll for it.
+  if (!ev->flushing && ev->context != nullptr && (ev->context->c.flags & REDIS_CONNECTED) != 0) {
+    if (!ev->flushScheduled) {
+      ev->flushScheduled = true;
+      uv_prepare_start(&ev->flush, &uvRedisFlush);
+    }
+    return;
+  }
+  uvRedisUpdate(ev, UV_WRITABLE, 0);
+}
 void uvRedisDelWrite(void* data) { uvRedisUpdate(static_cast<UvRedisEvents*>(data), 0, UV_WRITABLE); }
 
 // hiredis calls this while freeing the context, before it closes the socket; uv_close stops the
-// watch at once and the memory goes in the close callback.
+// watches at once and the memory goes when both handles' close callbacks ran.
 void uvRedisCleanup(void* data) {
   auto* ev = static_cast<UvRedisEvents*>(data);
   ev->context = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(&ev->handle),
-           [](uv_handle_t* h) { delete static_cast<UvRedisEvents*>(h->data); });
+  auto closed = [](uv_handle_t* h) {
+    auto* e = static_cast<UvRedisEvents*>(h->data);
+    if (--e->openHandles == 0) {
+      delete e;
+    }
+  };
+  uv_close(reinterpret_cast<uv_handle_t*>(&ev->handle), closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&ev->flush), closed);
 }
 
 bool attachToLoop(redisAsyncContext* ac, uv_loop_t* loop) {
@@ -134,6 +175,8 @@ bool attachToLoop(redisAsyncContext* ac, uv_loop_t* loop) {
     delete ev;
     return false;
   }
+  uv_prepare_init(loop, &ev->flush);
+  ev->flush.data = ev;
   ev->handle.data = ev;
   ev->context = ac;
   ac->ev.data = ev;
