@@ -13,10 +13,13 @@
 
 #include "common/config/app_config.h"
 #include "common/redis/redis_client.h"
+#include "common/uv/timer.h"
 #include "upstream_app/cache/article_cache.h"
 #include "upstream_app/cache/idempotency.h"
 #include "upstream_app/db/pool.h"
 #include "upstream_app/json/json.h"
+#include "upstream_app/routes/metrics.h"
+#include "upstream_app/shipping/shipping_client.h"
 #include "upstream_app/timer_queue.h"
 
 namespace app {
@@ -27,6 +30,14 @@ struct RouteStats {
   uint64_t idempotencyConflicts = 0;  // 409 in progress + 422 mismatch
 };
 
+// What the loops of one process share: the metrics registry and the shipping client's breaker,
+// address and connection count. Built before the loops start (it resolves shipping.base_url).
+struct AppShared {
+  AppShared(const cfg::Config& config, int loops);
+  std::unique_ptr<AppMetrics> metrics;
+  std::unique_ptr<shipping::ShippingShared> shipping;
+};
+
 class AppContext {
  public:
   using ReadinessCallback =
@@ -34,6 +45,9 @@ class AppContext {
   using ReadinessProbe = std::function<void(ReadinessCallback)>;
 
   // Starts connecting to Redis at once; database connections open on demand.
+  // `shared` must outlive the context; `loopIndex` picks this loop's LoopGauges.
+  AppContext(uv_loop_t* loop, const cfg::Config& config, AppShared& shared, int loopIndex);
+  // A context with a private AppShared (one loop): tests and tools.
   AppContext(uv_loop_t* loop, const cfg::Config& config);
   // Drops pending callbacks (see close()); the loop must run once more to finish closing handles.
   ~AppContext();
@@ -53,6 +67,9 @@ class AppContext {
   ArticleCache& articles() { return *articles_; }
   IdempotencyStore& idempotency() { return *idempotency_; }
   RouteStats& stats() { return stats_; }
+  AppMetrics& metrics() { return *shared_->metrics; }
+  LoopGauges& loopGauges() { return *loopGauges_; }
+  shipping::ShippingClient& shipping() { return *shipping_; }
   // "public, max-age=<cache_ttl in seconds>" (CONTRACT §5: max-age=60 with the default cache_ttl).
   const std::string& articleCacheControl() const { return articleCacheControl_; }
   // A buffer for building one response synchronously; cleared on each call.
@@ -66,8 +83,15 @@ class AppContext {
   void close();
 
  private:
+  void init();
+
   uv_loop_t* loop_;
   const cfg::Config& config_;
+  std::unique_ptr<AppShared> ownShared_;  // only with the one-loop constructor
+  AppShared* shared_;
+  LoopGauges* loopGauges_;
+  std::unique_ptr<shipping::ShippingClient> shipping_;
+  std::unique_ptr<uvx::Timer> gaugeTimer_;  // refreshes loopGauges_ every second
   ReadinessProbe readiness_;
   std::unique_ptr<db::Pool> pool_;
   std::unique_ptr<redisx::RedisClient> redis_;

@@ -21,6 +21,7 @@ std::string_view pathOf(const std::string& target) { return routes::splitTarget(
 void AppHandler::onRequestHead(http::ServerConnection&) {
   body_.clear();
   answered_ = false;
+  routeLabel_ = "unmatched";
   pending_.reset();
 }
 
@@ -49,11 +50,14 @@ void AppHandler::onExchangeAborted(http::ServerConnection&) {
 
 void AppHandler::onExchangeComplete(http::ServerConnection& c) {
   pending_.reset();  // a late second answer must not reach the next exchange
+  const double durationMs =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c.requestStart()).count();
+  if (c.hasRequest()) {
+    ctx_.metrics().recordRequest(c.request().methodName(), c.responseStatus(), routeLabel_, durationMs / 1000.0);
+  }
   if (!ctx_.config().upstream_app.logging.access_log || !obs::enabled(obs::Level::Info)) {
     return;
   }
-  const double durationMs =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c.requestStart()).count();
   obs::LogFields f;
   f.str("method", c.hasRequest() ? c.request().methodName() : "-")
       .str("path", c.hasRequest() ? pathOf(c.request().target) : "-")
@@ -78,6 +82,7 @@ void AppHandler::dispatch(http::ServerConnection& c) {
     c.sendLocalError(404, "not found");
     return;
   }
+  routeLabel_ = match.route->pattern;
   pending_ = std::make_shared<http::ServerConnection*>(&c);
   routes::RouteRequest request{ctx_, c, path, query, match.id, body_, routes::Responder(pending_)};
   match.route->handler(request);

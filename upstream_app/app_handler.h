@@ -3,6 +3,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/config/app_config.h"
 #include "common/http/server.h"
@@ -26,6 +27,8 @@ class AppHandler : public http::RequestHandler {
   AppContext& ctx_;
   std::string body_;
   bool answered_ = false;
+  // The matched route's pattern (the bounded `route` metric label); "unmatched" for 404/405.
+  std::string_view routeLabel_ = "unmatched";
   // Handed (weakly) to asynchronous work; reset when the exchange ends or the handler goes, so a
   // late answer for a gone client is dropped instead of touching freed memory.
   std::shared_ptr<http::ServerConnection*> pending_;

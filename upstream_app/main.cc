@@ -12,6 +12,7 @@
 #include "common/config/app_config.h"
 #include "common/http/server.h"
 #include "common/obs/log.h"
+#include "common/obs/metrics.h"
 #include "common/uv/handle.h"
 #include "upstream_app/app_context.h"
 #include "upstream_app/app_handler.h"
@@ -28,9 +29,10 @@ constexpr const char* kUsage =
 // One event loop with its own SO_REUSEPORT listener.
 class AppWorker {
  public:
-  AppWorker(const cfg::Config& config, std::function<void()> onExit) : onExit_(std::move(onExit)) {
+  AppWorker(const cfg::Config& config, app::AppShared& shared, int index, std::function<void()> onExit)
+      : onExit_(std::move(onExit)), index_(index) {
     uv_loop_init(&loop_);
-    ctx_ = std::make_unique<app::AppContext>(&loop_, config);
+    ctx_ = std::make_unique<app::AppContext>(&loop_, config, shared, index);
     readiness_ = std::make_unique<app::ReadinessChecker>(&loop_, config);
     app::ReadinessChecker* checker = readiness_.get();
     ctx_->setReadinessProbe([checker](app::AppContext::ReadinessCallback cb) {
@@ -64,6 +66,7 @@ class AppWorker {
   int bind(const cfg::HostPort& listen, std::string& error) { return server_->listen(listen.host, listen.port, 1024, error); }
   void start() {
     thread_ = std::thread([this] {
+      obs::setMetricsShard(static_cast<unsigned>(index_) + 1);  // shard 0 is the main thread's
       uv_run(&loop_, UV_RUN_DEFAULT);
       onExit_();
     });
@@ -90,6 +93,7 @@ class AppWorker {
   }
 
   std::function<void()> onExit_;
+  int index_;
   uv_loop_t loop_{};
   std::unique_ptr<app::AppContext> ctx_;
   std::unique_ptr<app::ReadinessChecker> readiness_;
@@ -110,9 +114,11 @@ int serve(const cfg::Config& config) {
   workerExited.markInitialized();
 
   const int count = cfg::resolvedWorkers(config.upstream_app);
+  // Shared by every loop (metrics registry, shipping breaker); outlives the workers.
+  app::AppShared shared(config, count);
   std::vector<std::unique_ptr<AppWorker>> workers;
   for (int i = 0; i < count; ++i) {
-    workers.push_back(std::make_unique<AppWorker>(config, [&] {
+    workers.push_back(std::make_unique<AppWorker>(config, shared, i, [&] {
       exited.fetch_add(1);
       uv_async_send(workerExited.get());
     }));

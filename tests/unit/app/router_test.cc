@@ -66,6 +66,8 @@ TEST_CASE("app router: the real table") {
   }
   CHECK(matchRoute(routes, HTTP_POST, "/orders").route != nullptr);
   CHECK(matchRoute(routes, HTTP_PUT, "/articles/1").route != nullptr);
-  CHECK(matchRoute(routes, HTTP_GET, "/orders/3/shipment").route == nullptr);  // another feature
+  CHECK(matchRoute(routes, HTTP_GET, "/orders/3/shipment").route != nullptr);
+  CHECK(matchRoute(routes, HTTP_GET, "/orders/3/shipment").route->pattern == "/orders/{id}/shipment");
+  CHECK(matchRoute(routes, HTTP_GET, "/metrics").route != nullptr);
   CHECK(matchRoute(routes, HTTP_POST, "/articles/1").allow == "GET, HEAD, PUT");
 }
