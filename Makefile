@@ -8,8 +8,9 @@ PYTEST    := /usr/bin/python3 -m pytest
 # Debian 12 packages: toolchain, libraries, and the real servers tests and `make run` start.
 DEB_PACKAGES := build-essential cmake ccache pkg-config libuv1-dev node-llhttp libyaml-cpp-dev \
   libhiredis-dev libpq-dev zlib1g-dev libbrotli-dev libzstd-dev libssl-dev doctest-dev rapidjson-dev \
-  postgresql-15 pgbouncer redis-server python3 python3-pytest python3-yaml curl procps prometheus
-BENCH_PACKAGES := wrk nghttp2-client nginx-light haproxy valgrind linux-perf strace
+  postgresql-15 pgbouncer redis-server python3 python3-pytest python3-yaml curl procps prometheus \
+  chromium brotli zstd gzip openssl
+BENCH_PACKAGES := wrk nghttp2-client nginx-light haproxy valgrind linux-perf strace brotli
 
 .PHONY: all deps bench-deps build asan run test unit integration bench bench-app clean deploy-check
 

@@ -7,7 +7,8 @@ namespace app {
 
 AppShared::AppShared(const cfg::Config& config, int loops)
     : metrics(std::make_unique<AppMetrics>(loops)),
-      shipping(std::make_unique<shipping::ShippingShared>(config.upstream_app.shipping)) {
+      shipping(std::make_unique<shipping::ShippingShared>(config.upstream_app.shipping)),
+      tracer(std::make_unique<obs::trace::Tracer>(config.upstream_app.tracing)) {
   metrics->bindShipping(*shipping);
 }
 

@@ -7,6 +7,8 @@
 // waits, the article cache and the idempotency store built on them.
 #include <uv.h>
 
+#include "common/obs/trace/tracer.h"
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -36,6 +38,8 @@ struct AppShared {
   AppShared(const cfg::Config& config, int loops);
   std::unique_ptr<AppMetrics> metrics;
   std::unique_ptr<shipping::ShippingShared> shipping;
+  // upstream_app.tracing: server spans per request, exported off the loops.
+  std::unique_ptr<obs::trace::Tracer> tracer;
 };
 
 class AppContext {
@@ -68,6 +72,7 @@ class AppContext {
   IdempotencyStore& idempotency() { return *idempotency_; }
   RouteStats& stats() { return stats_; }
   AppMetrics& metrics() { return *shared_->metrics; }
+  obs::trace::Tracer& tracer() { return *shared_->tracer; }
   LoopGauges& loopGauges() { return *loopGauges_; }
   shipping::ShippingClient& shipping() { return *shipping_; }
   // "public, max-age=<cache_ttl in seconds>" (CONTRACT §5: max-age=60 with the default cache_ttl).

@@ -3,6 +3,9 @@
 #include <chrono>
 
 #include "common/obs/log.h"
+#include "common/obs/trace/context.h"
+#include "common/obs/trace/log_context.h"
+#include "common/obs/trace/semconv.h"
 #include "upstream_app/app_context.h"
 #include "upstream_app/routes/params.h"
 #include "upstream_app/routes/router.h"
@@ -18,11 +21,23 @@ std::string_view pathOf(const std::string& target) { return routes::splitTarget(
 
 }  // namespace
 
-void AppHandler::onRequestHead(http::ServerConnection&) {
+void AppHandler::onRequestHead(http::ServerConnection& c) {
   body_.clear();
   answered_ = false;
   routeLabel_ = "unmatched";
   pending_.reset();
+  namespace tr = obs::trace;
+  const http::MessageHead& req = c.request();
+  const std::string* tp = req.headers.find("traceparent");
+  const std::string* ts = req.headers.find("tracestate");
+  const tr::ParentContext parent = tr::extractParent(tp != nullptr ? std::string_view(*tp) : std::string_view(),
+                                                     ts != nullptr ? std::string_view(*ts) : std::string_view());
+  span_ = ctx_.tracer().startServerSpan(req.methodName(), parent);
+  if (span_.recording()) {
+    span_.setString(tr::attr::kHttpRequestMethod, req.methodName())
+        .setString(tr::attr::kUrlPath, pathOf(req.target))
+        .setString(tr::attr::kClientAddress, c.clientIp());
+  }
 }
 
 void AppHandler::onRequestBody(http::ServerConnection& c, const char* data, size_t len) {
@@ -46,6 +61,10 @@ void AppHandler::onRequestEnd(http::ServerConnection& c) {
 void AppHandler::onExchangeAborted(http::ServerConnection&) {
   pending_.reset();
   answered_ = true;
+  if (span_.recording()) {
+    span_.setError("exchange aborted");
+  }
+  span_.end();
 }
 
 void AppHandler::onExchangeComplete(http::ServerConnection& c) {
@@ -55,6 +74,12 @@ void AppHandler::onExchangeComplete(http::ServerConnection& c) {
   if (c.hasRequest()) {
     ctx_.metrics().recordRequest(c.request().methodName(), c.responseStatus(), routeLabel_, durationMs / 1000.0);
   }
+  if (span_.recording()) {
+    span_.setString(obs::trace::attr::kHttpRoute, routeLabel_);
+    obs::trace::setHttpResponseStatus(span_, c.responseStatus());
+  }
+  const obs::trace::LogIds logIds = obs::trace::logIds(span_.context());
+  span_.end();
   if (!ctx_.config().upstream_app.logging.access_log || !obs::enabled(obs::Level::Info)) {
     return;
   }
@@ -65,6 +90,8 @@ void AppHandler::onExchangeComplete(http::ServerConnection& c) {
       .num("bytes", static_cast<int64_t>(c.responseBodyBytes()))
       .real("duration_ms", durationMs)
       .str("request_id", c.requestId())
+      .str("trace_id", logIds.traceId())
+      .str("span_id", logIds.spanId())
       .str("client_ip", c.clientIp());
   obs::info("access", f);
 }

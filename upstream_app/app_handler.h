@@ -2,6 +2,8 @@
 // upstream_app's request path: the body is collected (bounded), then one route answers.
 #include <functional>
 #include <memory>
+
+#include "common/obs/trace/span.h"
 #include <string>
 #include <string_view>
 
@@ -26,6 +28,7 @@ class AppHandler : public http::RequestHandler {
 
   AppContext& ctx_;
   std::string body_;
+  obs::trace::Span span_;  // this request's server span (child of the gateway's)
   bool answered_ = false;
   // The matched route's pattern (the bounded `route` metric label); "unmatched" for 404/405.
   std::string_view routeLabel_ = "unmatched";

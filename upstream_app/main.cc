@@ -168,6 +168,7 @@ int serve(const cfg::Config& config) {
     uv_run(&loop, UV_RUN_ONCE);
   }
   workers.clear();
+  shared.tracer->shutdown(std::chrono::seconds(2));  // queued spans, bounded
   signals.clear();
   workerExited.close();
   uvx::releaseLoopState(&loop);

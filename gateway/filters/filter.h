@@ -53,6 +53,8 @@ class FilterCallbacks {
   virtual void sendLocalResponse(ResponseHead& head, std::string_view body) = 0;
   // The JSON error reply of CONTRACT §4 ({"error","request_id"}).
   virtual void sendLocalError(int status, std::string_view message, std::string_view extraHeaders = {}) = 0;
+  // The response cache's verdict for the access log ("HIT", "MISS"; default "BYPASS").
+  virtual void setCacheStatus(std::string_view status) = 0;
   // After onRequestHeaders returned Stop without replying: run the next filter.
   virtual void continueRequest() = 0;
 };

@@ -76,6 +76,12 @@ void ProxyHandler::onRequestHead(http::ServerConnection& c) {
     phase_ = Phase::Local;
     return;
   }
+  if (path() == "/metrics") {
+    // Metrics are for the admin listener; the app's own /metrics is not published to clients.
+    phase_ = Phase::Local;
+    c.sendLocalError(404, "not found");
+    return;
+  }
   filtersEngaged_ = true;
   const int64_t limit = policy_->gateway().limit_concurrency;
   if (ctx_.runtime.inFlight.fetch_add(1, std::memory_order_relaxed) >= limit) {
@@ -679,7 +685,7 @@ void ProxyHandler::onExchangeComplete(http::ServerConnection& c) {
         .str("trace_id", logIds.traceId())
         .str("span_id", logIds.spanId())
         .str("client_ip", c.clientIp())
-        .str("cache", "BYPASS")
+        .str("cache", cacheStatus_)
         .num("retries", retry_ ? retry_->retries() : 0);
     if (!lastError_.empty()) {
       f.str("upstream_error", lastError_);
@@ -721,6 +727,7 @@ void ProxyHandler::resetExchange() {
   discardResponse_ = false;
   lastError_.clear();
   parentTracestate_.clear();
+  cacheStatus_ = "BYPASS";
   upstreamMs_ = -1;
 }
 

@@ -67,6 +67,7 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   void sendLocalResponse(ResponseHead& head, std::string_view body) override;
   void sendLocalError(int status, std::string_view message, std::string_view extraHeaders = {}) override;
   void continueRequest() override;
+  void setCacheStatus(std::string_view status) override { cacheStatus_ = status; }
 
  private:
   enum class Phase { Idle, Local, Filtering, Acquiring, Proxying, Backoff, Done };
@@ -126,6 +127,7 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   bool responseHeadSent_ = false;
   obs::trace::Span span_;  // the request's server span (empty when not sampled or tracing is off)
   std::string parentTracestate_;
+  std::string_view cacheStatus_ = "BYPASS";  // static strings only
   std::optional<resilience::RetryState> retry_;
   resilience::CircuitBreaker::Permit permit_;
   bool discardResponse_ = false;

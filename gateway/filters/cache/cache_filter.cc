@@ -125,7 +125,17 @@ class CacheFilter : public HttpFilter {
         notModified_ = true;
       }
     }
+    if (store_) {
+      // The stored head is what this filter sees: the upstream's response as compression left
+      // it. Filters earlier in the chain (CORS, rate limits) decorate it per request later, on
+      // misses and hits alike, so their headers must not be frozen into the entry.
+      snapshot_.clear();
+      for (const http::Header& h : head.headers) {
+        snapshot_.emplace_back(h.name, h.value);
+      }
+    }
     head.set("X-Cache", "MISS");
+    cb.setCacheStatus("MISS");
   }
 
   size_t wholeBodyLimit() const override {
@@ -141,10 +151,9 @@ class CacheFilter : public HttpFilter {
     if (store_) {
       auto entry = std::make_shared<CachedResponse>();
       entry->status = head.status;
-      for (const http::Header& h : head.headers) {
-        if (!http::iequals(h.name, "x-cache")) {
-          entry->headers.emplace_back(h.name, h.value);
-        }
+      entry->headers = std::move(snapshot_);
+      if (addEtag_) {
+        entry->headers.emplace_back("ETag", etag);
       }
       entry->body.assign(body);
       entry->etag = etag;
@@ -171,6 +180,7 @@ class CacheFilter : public HttpFilter {
     store_ = false;
     addEtag_ = false;
     notModified_ = false;
+    snapshot_.clear();
     alive_ = std::make_shared<int>(0);  // late wake-ups for this exchange are dropped
   }
 
@@ -184,6 +194,7 @@ class CacheFilter : public HttpFilter {
     }
     count("hit");
     servingHit_ = true;
+    cb.setCacheStatus("HIT");
     const CachedResponse& entry = *hit.value;
     ResponseHead head;
     head.status = entry.status;
@@ -232,6 +243,7 @@ class CacheFilter : public HttpFilter {
   WorkerContext& ctx_;
   const cfg::CacheRule* rule_ = nullptr;
   std::string key_;
+  std::vector<std::pair<std::string, std::string>> snapshot_;  // the head to store
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   std::chrono::milliseconds ttl_{0};
   bool filling_ = false;

@@ -36,6 +36,11 @@ class CompressionFilter : public HttpFilter {
     if (policy_.shouldCompress(facts, choice_) != compression::Decision::Compress) {
       return;
     }
+    // Server-Sent Events must reach the client event by event; an encoder holds small writes
+    // until a block fills, so an event stream is never compressed (text/* would match it).
+    if (facts.contentType.substr(0, 17) == "text/event-stream") {
+      return;
+    }
     encoder_ = compression::makeEncoder(choice_.encoding, policy_.config(), facts.contentLength);
     if (!encoder_) {
       return;
