@@ -1,57 +1,13 @@
 #include "common/obs/metrics_format.h"
 
+#include "common/util/utf8.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 
 namespace obs {
 namespace {
-
-// Length of the well-formed UTF-8 sequence starting at s[i], or 0 if it is malformed
-// (overlong forms, surrogates and code points above U+10FFFF count as malformed, as in Go).
-size_t utf8SequenceLength(std::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char b0 = byte(i);
-  if (b0 < 0x80) {
-    return 1;
-  }
-  size_t len = 0;
-  unsigned char lo = 0x80;
-  unsigned char hi = 0xBF;
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3;
-    if (b0 == 0xE0) {
-      lo = 0xA0;
-    } else if (b0 == 0xED) {
-      hi = 0x9F;
-    }
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4;
-    if (b0 == 0xF0) {
-      lo = 0x90;
-    } else if (b0 == 0xF4) {
-      hi = 0x8F;
-    }
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) {
-    return 0;
-  }
-  const unsigned char b1 = byte(i + 1);
-  if (b1 < lo || b1 > hi) {
-    return 0;
-  }
-  for (size_t k = 2; k < len; ++k) {
-    const unsigned char b = byte(i + k);
-    if (b < 0x80 || b > 0xBF) {
-      return 0;
-    }
-  }
-  return len;
-}
 
 bool isNameStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
@@ -72,7 +28,7 @@ void appendEscapedLabelValue(std::string& out, std::string_view value) {
       out += "\\n";
       ++i;
     } else {
-      const size_t len = utf8SequenceLength(value, i);
+      const size_t len = util::utf8SequenceLength(value, i);
       if (len == 0) {
         out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
         ++i;

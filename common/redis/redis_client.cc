@@ -1,5 +1,7 @@
 #include "common/redis/redis_client.h"
 
+#include "common/util/net.h"
+
 #include <arpa/inet.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -41,24 +43,6 @@ bool changesReplyProtocol(const std::string& name) {
   return false;
 }
 
-// Distinct numeric addresses of a getaddrinfo result, in its order.
-std::vector<std::string> addressStrings(const addrinfo* res) {
-  std::vector<std::string> out;
-  for (const addrinfo* a = res; a != nullptr; a = a->ai_next) {
-    char buf[INET6_ADDRSTRLEN] = {0};
-    if (a->ai_family == AF_INET) {
-      uv_ip4_name(reinterpret_cast<const sockaddr_in*>(a->ai_addr), buf, sizeof(buf));
-    } else if (a->ai_family == AF_INET6) {
-      uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(a->ai_addr), buf, sizeof(buf));
-    } else {
-      continue;
-    }
-    if (buf[0] != '\0' && std::find(out.begin(), out.end(), buf) == out.end()) {
-      out.emplace_back(buf);
-    }
-  }
-  return out;
-}
 
 std::string contextError(const redisAsyncContext* ac, const char* fallback) {
   if (ac != nullptr && ac->c.err != 0 && ac->c.errstr[0] != '\0') {
@@ -300,7 +284,7 @@ void RedisClient::startConnect() {
 void RedisClient::onResolvedThunk(uv_getaddrinfo_t* req, int status, addrinfo* res) {
   auto* resolve = static_cast<Resolve*>(req->data);
   RedisClient* self = resolve->owner;
-  std::vector<std::string> addresses = status == 0 ? addressStrings(res) : std::vector<std::string>{};
+  std::vector<std::string> addresses = status == 0 ? util::addressStrings(res) : std::vector<std::string>{};
   if (res != nullptr) {
     uv_freeaddrinfo(res);
   }

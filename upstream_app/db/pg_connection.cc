@@ -1,5 +1,7 @@
 #include "upstream_app/db/pg_connection.h"
 
+#include "common/util/net.h"
+
 #include <arpa/inet.h>
 #include <sys/stat.h>
 
@@ -38,24 +40,6 @@ std::string connError(const PGconn* conn, const char* fallback) {
   return m.empty() ? fallback : m;
 }
 
-// Distinct numeric addresses of a getaddrinfo result, in its order (RFC 6724).
-std::vector<std::string> addressStrings(const addrinfo* res) {
-  std::vector<std::string> out;
-  for (const addrinfo* a = res; a != nullptr; a = a->ai_next) {
-    char buf[INET6_ADDRSTRLEN] = {0};
-    if (a->ai_family == AF_INET) {
-      uv_ip4_name(reinterpret_cast<const sockaddr_in*>(a->ai_addr), buf, sizeof(buf));
-    } else if (a->ai_family == AF_INET6) {
-      uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(a->ai_addr), buf, sizeof(buf));
-    } else {
-      continue;
-    }
-    if (buf[0] != '\0' && std::find(out.begin(), out.end(), buf) == out.end()) {
-      out.emplace_back(buf);
-    }
-  }
-  return out;
-}
 
 bool isNumericHost(const std::string& host) {
   in_addr a4{};
@@ -261,7 +245,7 @@ void PgConnection::connect(std::chrono::milliseconds timeout, ConnectCallback cb
 void PgConnection::onResolvedThunk(uv_getaddrinfo_t* req, int status, addrinfo* res) {
   auto* resolve = static_cast<Resolve*>(req->data);
   PgConnection* self = resolve->owner;
-  std::vector<std::string> addresses = status == 0 ? addressStrings(res) : std::vector<std::string>{};
+  std::vector<std::string> addresses = status == 0 ? util::addressStrings(res) : std::vector<std::string>{};
   if (res != nullptr) {
     uv_freeaddrinfo(res);
   }

@@ -1,5 +1,7 @@
 #include "common/obs/trace/otlp_json.h"
 
+#include "common/util/utf8.h"
+
 #include <charconv>
 #include <cmath>
 
@@ -8,48 +10,6 @@ namespace {
 
 constexpr char kHex[] = "0123456789abcdef";
 constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";
-
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not one (overlongs,
-// surrogates and code points above U+10FFFF are invalid, per RFC 3629).
-size_t utf8SequenceLength(std::string_view s, size_t i) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  size_t len = 0;
-  unsigned char lo = 0x80;
-  unsigned char hi = 0xBF;
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3;
-    if (b0 == 0xE0) {
-      lo = 0xA0;
-    } else if (b0 == 0xED) {
-      hi = 0x9F;
-    }
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4;
-    if (b0 == 0xF0) {
-      lo = 0x90;
-    } else if (b0 == 0xF4) {
-      hi = 0x8F;
-    }
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) {
-    return 0;
-  }
-  const auto b1 = static_cast<unsigned char>(s[i + 1]);
-  if (b1 < lo || b1 > hi) {
-    return 0;
-  }
-  for (size_t k = 2; k < len; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    if (b < 0x80 || b > 0xBF) {
-      return 0;
-    }
-  }
-  return len;
-}
 
 void appendUint(std::string& out, uint64_t v) {
   char buf[24];
@@ -163,7 +123,7 @@ void appendJsonString(std::string& out, std::string_view s) {
   while (i < s.size()) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
-      const size_t len = utf8SequenceLength(s, i);
+      const size_t len = util::utf8SequenceLength(s, i);
       if (len == 0) {
         out.append(kReplacementChar);
         ++i;
