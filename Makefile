@@ -12,7 +12,7 @@ DEB_PACKAGES := build-essential cmake ccache pkg-config libuv1-dev node-llhttp l
   chromium brotli zstd gzip openssl
 BENCH_PACKAGES := wrk nghttp2-client nginx-light haproxy valgrind linux-perf strace brotli
 
-.PHONY: all deps bench-deps build asan run test unit integration bench bench-app clean deploy-check
+.PHONY: all deps bench-deps build asan run test unit integration bench bench-app fuzz clean deploy-check
 
 all: build
 
@@ -64,6 +64,12 @@ bench: build bench-deps
 # upstream_app direct and through the gateway against the real data stack (upstream_app/README.md).
 bench-app: build bench-deps
 	/usr/bin/python3 upstream_app/bench/app_bench.py
+
+# libFuzzer targets (clang, ASan + UBSan) in build-fuzz: regressions replayed, then 5 min per target.
+FUZZ_PACKAGES := clang libclang-rt-14-dev
+fuzz: deps
+	@scripts/install-deps.sh $(FUZZ_PACKAGES)
+	scripts/fuzz.sh $${FUZZ_SECONDS:-300}
 
 # Offline checks of deploy/ (kustomize render + Kubernetes schemas + pod policy).
 deploy-check: deps

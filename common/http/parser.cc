@@ -1,9 +1,24 @@
 #include "common/http/parser.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace http {
 namespace {
 
 Parser* self(llhttp_t* p) { return static_cast<Parser*>(p->data); }
+
+// RFC 9110 token characters (header field names).
+bool isToken(std::string_view s) {
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    const bool alnum = (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z');
+    if (!alnum && std::strchr("!#$%&'*+-.^_`|~", c) == nullptr) {
+      return false;
+    }
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -36,6 +51,7 @@ Parser::Parser(llhttp_type_t type, Sink* sink, size_t maxHeadBytes) : sink_(sink
   settings_.on_headers_complete = &Parser::onHeadersComplete;
   settings_.on_body = &Parser::onBody;
   settings_.on_message_complete = &Parser::onMessageCompleteCb;
+  settings_.on_chunk_header = &Parser::onChunkHeader;
   llhttp_init(&parser_, type, &settings_);
   parser_.data = this;
 }
@@ -89,11 +105,45 @@ long Parser::scanHead(const char* data, size_t len) {
   return static_cast<long>(len);
 }
 
+bool Parser::checkPendingCrlf(const char* data, size_t len, size_t& checked) {
+  static constexpr char kCrlf[] = "\r\n";
+  checked = 0;
+  while (pendingCrlf_ > 0 && checked < len) {
+    if (data[checked] != kCrlf[2 - pendingCrlf_]) {
+      return false;
+    }
+    ++checked;
+    --pendingCrlf_;
+  }
+  return true;
+}
+
+bool Parser::checkChunkDataEnd(const char* after) {
+  const size_t available = static_cast<size_t>(feedEnd_ - after);
+  pendingCrlf_ = 2;
+  size_t checked = 0;
+  return checkPendingCrlf(after, available, checked);
+}
+
+void Parser::rememberTail(const char* data, size_t len) {
+  for (size_t i = 0; i < len; ++i) {
+    tail_[0] = tail_[1];
+    tail_[1] = tail_[2];
+    tail_[2] = tail_[3];
+    tail_[3] = data[i];
+  }
+}
+
 Parser::Status Parser::feed(const char* data, size_t len, size_t& consumed) {
   consumed = 0;
   if (!headDone_ && scanHead(data, len) < 0) {
     return Status::Error;
   }
+  size_t checked = 0;
+  if (pendingCrlf_ > 0 && !checkPendingCrlf(data, len, checked)) {
+    return fail(400, "chunk data not followed by CRLF");
+  }
+  feedEnd_ = data + len;
   const llhttp_errno_t err = llhttp_execute(&parser_, data, len);
   if (stopped_) {
     return Status::Stopped;
@@ -101,9 +151,14 @@ Parser::Status Parser::feed(const char* data, size_t len, size_t& consumed) {
   switch (err) {
     case HPE_OK:
       consumed = len;
+      rememberTail(data, len);
       return Status::Ok;
     case HPE_PAUSED:
       consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
+      rememberTail(data, consumed);
+      if (head_.body == BodyKind::Chunked && std::memcmp(tail_, "\r\n\r\n", 4) != 0) {
+        return fail(400, "chunked message not ended by CRLF CRLF");
+      }
       return Status::Paused;
     default:
       if (errorReason_.empty()) {
@@ -126,6 +181,9 @@ Parser::Status Parser::finish() {
 
 void Parser::resume() {
   llhttp_resume(&parser_);
+  chunkRemaining_ = 0;
+  inChunkData_ = false;
+  pendingCrlf_ = 0;
   inMessage_ = false;
   headDone_ = false;
   headBytes_ = 0;
@@ -194,6 +252,16 @@ bool Parser::validateHead() {
     fail(400, "duplicate Content-Length");
     return false;
   }
+  if (h.versionMajor != 1 || h.versionMinor > 1) {
+    fail(400, "unsupported HTTP version");
+    return false;
+  }
+  for (const Header& hd : hs) {
+    if (hd.name.empty() || !isToken(hd.name)) {
+      fail(400, "invalid header name");
+      return false;
+    }
+  }
   if (llhttp_get_type(&parser_) == HTTP_REQUEST) {
     if (teCount > 1 || (teCount == 1 && !iequals(trim(*hs.find("transfer-encoding")), "chunked"))) {
       fail(400, "unsupported Transfer-Encoding");
@@ -261,8 +329,25 @@ int Parser::onHeadersComplete(llhttp_t* p) {
   return noBody ? 1 : 0;
 }
 
+int Parser::onChunkHeader(llhttp_t* p) {
+  Parser* s = self(p);
+  s->chunkRemaining_ = p->content_length;
+  s->inChunkData_ = p->content_length > 0;
+  return 0;
+}
+
 int Parser::onBody(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
+  if (s->inChunkData_) {
+    s->chunkRemaining_ -= std::min<uint64_t>(s->chunkRemaining_, len);
+    if (s->chunkRemaining_ == 0) {
+      s->inChunkData_ = false;
+      if (!s->checkChunkDataEnd(at + len)) {
+        s->fail(400, "chunk data not followed by CRLF");
+        return HPE_USER;
+      }
+    }
+  }
   if (!s->sink_->onMessageBody(at, len)) {
     s->stopped_ = true;
     return HPE_USER;

@@ -83,6 +83,12 @@ class Parser {
   static int onHeadersComplete(llhttp_t* p);
   static int onBody(llhttp_t* p, const char* at, size_t len);
   static int onMessageCompleteCb(llhttp_t* p);
+  static int onChunkHeader(llhttp_t* p);
+  // llhttp 8.1 (Debian 12) accepts chunk data not followed by CRLF and a chunked message ended by
+  // a bare LF; both are request-smuggling vectors, so the raw bytes are checked here.
+  bool checkChunkDataEnd(const char* after);
+  bool checkPendingCrlf(const char* data, size_t len, size_t& skip);
+  void rememberTail(const char* data, size_t len);
 
   // Checks raw head bytes for what llhttp tolerates but a proxy must not: bare LF, bare CR, NUL,
   // obsolete line folding. Returns the number of bytes that belong to the head, or -1 on error.
@@ -106,6 +112,12 @@ class Parser {
   size_t lineLength_ = 0;
   size_t lines_ = 0;
   bool sawCR_ = false;
+  // Chunked-framing checks (see checkChunkDataEnd).
+  const char* feedEnd_ = nullptr;
+  uint64_t chunkRemaining_ = 0;
+  bool inChunkData_ = false;
+  int pendingCrlf_ = 0;  // bytes of "\r\n" after chunk data still to verify in the next feed
+  char tail_[4] = {0, 0, 0, 0};  // the last four bytes fed, for the end-of-message check
   int errorStatus_ = 400;
   std::string errorReason_;
 };

@@ -189,6 +189,10 @@ void ProxyHandler::buildUpstreamHead(const http::ServerConnection& c) {
   if (host != nullptr) {
     out.append("\r\nX-Forwarded-Host: ");
     out.append(*host);
+  } else {
+    // An HTTP/1.0 request may come without Host; HTTP/1.1 upstream requests must carry one.
+    out.append("\r\nHost: ");
+    out.append(ctx_.upstreamPool.settings().hostHeader);
   }
   out.append("\r\n");
   out.append(requestIdHeader);

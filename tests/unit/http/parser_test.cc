@@ -70,6 +70,15 @@ TEST_CASE("http parser refuses requests that could be read two ways") {
       {"no Host in HTTP/1.1", "GET / HTTP/1.1\r\nX: y\r\n\r\n", 400},
       {"two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
       {"absolute-form target", "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      // Found by the fuzzers (tests/fuzz/regressions/http_parser): llhttp 8.1 accepts these.
+      {"space inside a header name", "GET / HTTP/1.1\r\nHost: a\r\nX Y: z\r\n\r\n", 400},
+      {"empty header name", "GET / HTTP/1.1\r\nHost: a\r\n: x\r\n\r\n", 400},
+      {"HTTP/2.0 request line", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 400},
+      {"request line without version", "POST /x\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", 400},
+      {"chunk data not followed by CRLF",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n", 400},
+      {"chunked message ended by a bare LF",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nGET / HTTP/1.1\r\n\r\n", 400},
   };
   for (const Case& c : cases) {
     CAPTURE(c.name);
@@ -108,6 +117,28 @@ TEST_CASE("http parser pauses after each pipelined request and resumes on the ne
   CHECK(sink.targets == std::vector<std::string>{"/a", "/b", "/c"});
   CHECK(sink.body == "abc");
   CHECK(sink.bodyKinds[1] == http::BodyKind::Chunked);
+}
+
+TEST_CASE("http parser checks chunk framing split at every byte") {
+  const std::string good =
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+  const std::string bad =
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\n2\r\nde\r\n0\r\n\r\n";
+  for (const std::string* raw : {&good, &bad}) {
+    Collector sink;
+    http::Parser parser(HTTP_REQUEST, &sink, 16 * 1024);
+    http::Parser::Status st = http::Parser::Status::Ok;
+    for (size_t i = 0; i < raw->size() && st == http::Parser::Status::Ok; ++i) {
+      size_t consumed = 0;
+      st = parser.feed(raw->data() + i, 1, consumed);
+    }
+    if (raw == &good) {
+      CHECK(st == http::Parser::Status::Paused);
+      CHECK(sink.body == "abcde");
+    } else {
+      CHECK(st == http::Parser::Status::Error);
+    }
+  }
 }
 
 TEST_CASE("http parser accepts a head split at every byte") {
