@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
@@ -67,6 +68,20 @@ int resolvedWorkers(const GatewayConfig& gateway) { return gateway.workers > 0 ?
 int resolvedWorkers(const UpstreamAppConfig& app) { return app.workers > 0 ? app.workers : cpuCount(); }
 
 namespace {
+
+// Counts documents (and where each starts) without building nodes.
+struct DocumentCounter : YAML::EventHandler {
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
 
 using detail::ErrorSink;
 using detail::MapReader;
@@ -643,9 +658,20 @@ LoadResult loadString(std::string_view yamlText, const std::string& fileName, co
   }
   sink.suppressLines(substituted.failedLines);
 
+  // Documents are counted with a bounded event walk before loading the first: yaml-cpp 0.7's
+  // LoadAll never returns on some malformed input (e.g. ",:"; yaml-cpp issue 1040), and that
+  // text can reach a running gateway through a reload. Found by the config_loader fuzzer.
   std::vector<YAML::Node> documents;
   try {
-    documents = YAML::LoadAll(substituted.text);
+    std::istringstream in(substituted.text);
+    YAML::Parser parser(in);
+    DocumentCounter counter;
+    while (counter.starts.size() < 2 && parser.HandleNextDocument(counter)) {
+    }
+    if (counter.starts.size() > 1) {
+      sink.error(static_cast<int>(counter.starts[1].line) + 1, "", "expected one YAML document, found more");
+    }
+    documents.push_back(YAML::Load(substituted.text));
   } catch (const YAML::ParserException& e) {
     sink.error(e.mark.is_null() ? 0 : e.mark.line + 1, "", "yaml syntax error: " + e.msg);
     result.errors = sink.take();
@@ -654,9 +680,6 @@ LoadResult loadString(std::string_view yamlText, const std::string& fileName, co
     sink.error(0, "", std::string("yaml error: ") + e.what());
     result.errors = sink.take();
     return result;
-  }
-  if (documents.size() > 1) {
-    sink.error(detail::lineOf(documents[1]), "", "expected one YAML document, found " + std::to_string(documents.size()));
   }
 
   Config config;

@@ -191,6 +191,9 @@ void ClientConnection::onMessageComplete() {
   // Called for every message, 1xx included: only a final status ends the exchange.
   if (lastStatus_ >= 200) {
     responseDone_ = true;
+    if (parser_.sawTrailers()) {
+      keepAlive_ = false;  // see Parser::onHeaderField: the connection's framing is suspect
+    }
   }
 }
 

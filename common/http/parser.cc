@@ -199,6 +199,7 @@ int Parser::onMessageBegin(llhttp_t* p) {
   s->inValue_ = false;
   s->inMessage_ = true;
   s->headDone_ = false;
+  s->sawTrailers_ = false;
   return 0;
 }
 
@@ -214,6 +215,18 @@ int Parser::onStatus(llhttp_t* p, const char* at, size_t len) {
 
 int Parser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
+  if (s->headDone_) {
+    // A trailer field. llhttp 8.1 acts on framing fields in trailers (a Connection: close
+    // trailer makes it swallow the rest of the connection) while keep-alive was decided from
+    // the head; requests with trailers are refused, and a response with trailers ends its
+    // connection's reuse. Trailer contents are not forwarded.
+    s->sawTrailers_ = true;
+    if (llhttp_get_type(p) == HTTP_REQUEST) {
+      s->fail(400, "trailer fields are not supported");
+      return HPE_USER;
+    }
+    return 0;
+  }
   if (s->currentHeader_ == nullptr || s->inValue_) {
     s->currentHeader_ = &s->head_.headers.appendEmpty();
     s->inValue_ = false;
@@ -224,13 +237,16 @@ int Parser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
 
 int Parser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
+  if (s->headDone_) {
+    return 0;  // trailer value (see onHeaderField)
+  }
   s->currentHeader_->value.append(at, len);
   return 0;
 }
 
 int Parser::onHeaderValueComplete(llhttp_t* p) {
   Parser* s = self(p);
-  if (s->currentHeader_ != nullptr) {
+  if (s->currentHeader_ != nullptr && !s->headDone_) {
     std::string& v = s->currentHeader_->value;
     while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) {
       v.pop_back();
@@ -256,11 +272,21 @@ bool Parser::validateHead() {
     fail(400, "unsupported HTTP version");
     return false;
   }
+  // Framing must be what llhttp will apply: "chunked\t" passes a trimmed comparison but is not
+  // chunked to llhttp.
+  if (teCount == 1 && (parser_.flags & F_CHUNKED) == 0) {
+    fail(400, "unsupported Transfer-Encoding");
+    return false;
+  }
   for (const Header& hd : hs) {
     if (hd.name.empty() || !isToken(hd.name)) {
       fail(400, "invalid header name");
       return false;
     }
+  }
+  if (llhttp_get_type(&parser_) == HTTP_RESPONSE && (h.status < 100 || h.status > 999)) {
+    fail(400, "invalid status code");
+    return false;
   }
   if (llhttp_get_type(&parser_) == HTTP_REQUEST) {
     if (teCount > 1 || (teCount == 1 && !iequals(trim(*hs.find("transfer-encoding")), "chunked"))) {
@@ -269,6 +295,18 @@ bool Parser::validateHead() {
     }
     if (h.target.empty() || (h.target[0] != '/' && !(h.target == "*" && h.method == HTTP_OPTIONS))) {
       fail(400, "request target must be in origin form");
+      return false;
+    }
+    for (char c : h.target) {
+      const auto u = static_cast<unsigned char>(c);
+      if (u <= 0x20 || u == 0x7f) {
+        fail(400, "invalid character in request target");
+        return false;
+      }
+    }
+    if (h.method == HTTP_CONNECT) {
+      // A reverse proxy does not tunnel; llhttp would treat the rest of the stream as tunnel data.
+      fail(400, "CONNECT is not supported");
       return false;
     }
     const size_t hostCount = hs.count("host");
@@ -290,6 +328,11 @@ int Parser::onHeadersComplete(llhttp_t* p) {
   h.versionMajor = llhttp_get_http_major(p);
   h.versionMinor = llhttp_get_http_minor(p);
   h.keepAlive = llhttp_should_keep_alive(p) != 0;
+  if (llhttp_get_type(p) == HTTP_REQUEST) {
+    h.method = static_cast<llhttp_method_t>(llhttp_get_method(p));
+  } else {
+    h.status = llhttp_get_status_code(p);
+  }
   if (!s->validateHead()) {
     return -1;
   }

@@ -70,6 +70,8 @@ class Parser {
   const std::string& errorReason() const { return errorReason_; }
   // True once any byte of the current message has been seen.
   bool inMessage() const { return inMessage_; }
+  // True when the current message had trailer fields (a response then ends its connection's reuse).
+  bool sawTrailers() const { return sawTrailers_; }
   // True while the head of the current message is incomplete (bytes seen, head not done).
   bool inHead() const { return inMessage_ && !headDone_; }
 
@@ -107,6 +109,7 @@ class Parser {
   bool headDone_ = false;
   bool stopped_ = false;
   bool nextResponseNoBody_ = false;
+  bool sawTrailers_ = false;
   // Head scanner state.
   size_t headBytes_ = 0;
   size_t lineLength_ = 0;

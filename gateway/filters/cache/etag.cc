@@ -79,6 +79,9 @@ Xxh64::Xxh64(uint64_t seed) : seed_(seed) {
 }
 
 void Xxh64::update(std::string_view data) {
+  if (data.empty()) {
+    return;  // data() may be null, and memcpy from null is undefined even for 0 bytes
+  }
   const unsigned char* p = reinterpret_cast<const unsigned char*>(data.data());
   size_t n = data.size();
   totalLength_ += n;

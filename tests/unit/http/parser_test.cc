@@ -77,6 +77,12 @@ TEST_CASE("http parser refuses requests that could be read two ways") {
       {"request line without version", "POST /x\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", 400},
       {"chunk data not followed by CRLF",
        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n", 400},
+      {"trailer fields in a request",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nConnection: close\r\n\r\n", 400},
+      {"CONNECT", "CONNECT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", 400},
+      {"TAB in the target", "GET /heavy\tx HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"Transfer-Encoding chunked followed by a TAB",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n", 400},
       {"chunked message ended by a bare LF",
        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nGET / HTTP/1.1\r\n\r\n", 400},
   };
