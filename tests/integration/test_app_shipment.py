@@ -338,6 +338,10 @@ def test_cached_answer_served_while_breaker_open(stack, fake, ship_app):
 def test_https_base_url_is_refused_with_503(stack, ship_app):
     app = ship_app("https://127.0.0.1:%d" % free_port())
     assert_error(shipment(app, order_id(stack)), 503, error="shipping unavailable")
+    # Log lines are written by a background writer (flushed every 50 ms): wait, don't race it.
+    deadline = time.monotonic() + 5
+    while "only plain http" not in app.log_tail(50) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "only plain http" in app.log_tail(50)
 
 
