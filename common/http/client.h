@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "common/http/parser.h"
+#include "common/uv/deadline_timer.h"
 #include "common/uv/tcp_stream.h"
 #include "common/uv/timer.h"
 
@@ -132,7 +133,7 @@ class ClientConnection : public uvx::TcpStream::Owner, public Parser::Sink {
   ConnectionPool& pool_;
   uvx::TcpStream stream_;
   Parser parser_;
-  uvx::Timer timer_;
+  uvx::DeadlineTimer timer_;
   ClientUser* user_ = nullptr;
   State state_ = State::Connecting;
   uint64_t uses_ = 0;

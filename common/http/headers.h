@@ -1,5 +1,7 @@
 #pragma once
 // Header storage and helpers shared by both sides of the proxy.
+#include <array>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -7,7 +9,31 @@
 
 namespace http {
 
-bool iequals(std::string_view a, std::string_view b);
+namespace detail {
+// ASCII lower-casing without the C locale: header names are ASCII tokens, and std::tolower is an
+// out-of-line call per byte (it showed up as 5% of a proxied request's instructions).
+constexpr std::array<uint8_t, 256> kAsciiLower = [] {
+  std::array<uint8_t, 256> t{};
+  for (int i = 0; i < 256; ++i) {
+    t[static_cast<size_t>(i)] = static_cast<uint8_t>(i >= 'A' && i <= 'Z' ? i + ('a' - 'A') : i);
+  }
+  return t;
+}();
+}  // namespace detail
+
+inline char asciiLower(char c) { return static_cast<char>(detail::kAsciiLower[static_cast<uint8_t>(c)]); }
+
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i] && asciiLower(a[i]) != asciiLower(b[i])) {
+      return false;
+    }
+  }
+  return true;
+}
 std::string_view trim(std::string_view s);
 // True if `list` (a comma-separated header value) contains `token`, compared case-insensitively.
 bool headerListContains(std::string_view list, std::string_view token);

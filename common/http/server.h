@@ -14,6 +14,7 @@
 #include "common/http/headers.h"
 #include "common/http/parser.h"
 #include "common/uv/handle.h"
+#include "common/uv/deadline_timer.h"
 #include "common/uv/tcp_stream.h"
 #include "common/uv/timer.h"
 #include "common/uv/tls.h"
@@ -136,7 +137,7 @@ class ServerConnection : public uvx::TcpStream::Owner, public Parser::Sink {
   Server& server_;
   uvx::TcpStream stream_;
   Parser parser_;
-  uvx::Timer timer_;
+  uvx::DeadlineTimer timer_;
   std::unique_ptr<RequestHandler> handler_;
   const MessageHead* head_ = nullptr;  // owned by parser_, valid until the next request starts
   std::string requestId_;

@@ -1,29 +1,12 @@
 #include "common/uv/tcp_stream.h"
 
+#include "common/uv/loop_state.h"
 #include "common/uv/tls.h"
 
 #include <algorithm>
 #include <cassert>
 
 namespace uvx {
-namespace {
-
-constexpr size_t kReadBufferSize = 64 * 1024;
-
-}  // namespace
-
-// Per-loop state, hung on loop->data: one read buffer shared by all connections of the loop (data
-// is consumed or copied before the next read), and the streams with corked output, flushed by a
-// prepare handle just before the loop polls.
-struct LoopState {
-  char readBuffer[kReadBufferSize];
-  bool readBufferInUse = false;
-  std::vector<TcpStream*> corked;
-  uv_prepare_t* prepare = nullptr;
-  std::string tlsPlain;  // decrypted bytes of the current read
-};
-
-namespace {
 
 LoopState& loopState(uv_loop_t* loop) {
   if (loop->data == nullptr) {
@@ -38,8 +21,6 @@ LoopState& loopState(uv_loop_t* loop) {
   }
   return *static_cast<LoopState*>(loop->data);
 }
-
-}  // namespace
 
 void releaseLoopState(uv_loop_t* loop) {
   auto* state = static_cast<LoopState*>(loop->data);
@@ -124,13 +105,13 @@ void TcpStream::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   LoopState& ts = loopState(h->loop);
   if (ts.readBufferInUse) {
     // A read callback re-entered the loop (not expected); fall back to a private buffer.
-    buf->base = new char[kReadBufferSize];
-    buf->len = kReadBufferSize;
+    buf->base = new char[LoopState::kReadBufferSize];
+    buf->len = LoopState::kReadBufferSize;
     return;
   }
   ts.readBufferInUse = true;
   buf->base = ts.readBuffer;
-  buf->len = kReadBufferSize;
+  buf->len = LoopState::kReadBufferSize;
 }
 
 void TcpStream::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {

@@ -202,3 +202,38 @@ TEST_CASE("hop-by-hop headers include those named in Connection") {
   CHECK_FALSE(http::isHopByHop("X-Bar", "close, x-foo"));
   CHECK_FALSE(http::isHopByHop("Content-Type", ""));
 }
+
+TEST_CASE("http parser finds a bare CR, bare LF or NUL at every position of a long header line") {
+  // The head scanner skips ordinary bytes eight at a time: the byte that needs a decision must be
+  // found wherever it falls relative to those eight-byte steps.
+  const std::string prefix = "GET / HTTP/1.1\r\nHost: a\r\nX-Long: ";
+  for (size_t at = 0; at < 40; ++at) {
+    for (const char bad : {'\n', '\0', '\r'}) {
+      std::string value(48, 'v');
+      value[at] = bad;
+      if (bad == '\r') {
+        value[at + 1] = 'x';  // CR not followed by LF
+      }
+      const Outcome o = parseRequest(prefix + value + "\r\n\r\n");
+      INFO("byte " << int(bad) << " at " << at);
+      CHECK(o.status == http::Parser::Status::Error);
+      CHECK(o.errorStatus == 400);
+    }
+    std::string value(48, 'v');
+    value[at] = '\x80';  // high bytes are ordinary (obs-text), never mistaken for CR/LF/NUL
+    CHECK(parseRequest(prefix + value + "\r\n\r\n").status == http::Parser::Status::Paused);
+  }
+}
+
+TEST_CASE("hop-by-hop detection is case-insensitive and exact") {
+  for (const char* name : {"Connection", "KEEP-ALIVE", "te", "Trailer", "Upgrade", "transfer-encoding",
+                           "Content-Length", "Expect", "Proxy-Connection", "proxy-authenticate", "Proxy-Authorization"}) {
+    CHECK(http::isHopByHop(name, ""));
+  }
+  for (const char* name : {"tee", "host", "Content-Type", "upgraded", "connections", "x-te", ""}) {
+    CHECK_FALSE(http::isHopByHop(name, ""));
+  }
+  CHECK(http::iequals("X-Forwarded-For", "x-forwarded-for"));
+  CHECK_FALSE(http::iequals("x-forwarded-for", "x-forwarded-fox"));
+  CHECK_FALSE(http::iequals("\xc3\x89", "\xc3\xa9"));  // non-ASCII bytes compare exactly
+}
