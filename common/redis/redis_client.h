@@ -37,7 +37,9 @@
 #include <memory>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -89,6 +91,9 @@ class RedisClient {
   // two-argument form uses options.commandTimeout.
   void command(std::vector<std::string> args, Callback cb);
   void command(std::vector<std::string> args, std::chrono::milliseconds timeout, Callback cb);
+  // The same without owning the arguments (they are serialized before it returns): for hot paths
+  // that would otherwise build a vector of strings per command.
+  void commandViews(std::span<const std::string_view> args, std::chrono::milliseconds timeout, Callback cb);
 
   // Disconnects for good and closes every handle. Pending commands' callbacks (and any failure not
   // yet delivered) run with Disconnected before close() returns; commands issued after close()
@@ -109,7 +114,7 @@ class RedisClient {
     Callback cb;
     uint64_t deadlineMs = 0;
     std::chrono::milliseconds timeout{0};
-    std::vector<std::string> args;  // kept until written
+    std::string resp;  // the serialized command, kept until written
     bool sent = false;
   };
   // One in-flight getaddrinfo. Owned by itself: libuv calls back even after uv_cancel, so the
@@ -142,7 +147,7 @@ class RedisClient {
   void cancelResolve();
   void connectionFailed(const std::string& reason);
   void scheduleReconnect();
-  bool writeCommand(uint64_t id, const std::vector<std::string>& args, std::chrono::milliseconds timeout);
+  bool writeCommand(uint64_t id, const std::string& resp, std::chrono::milliseconds timeout);
   void failAllPending(RedisErrorKind kind, const std::string& reason);
   void defer(Callback cb, RedisResult result);
   void onDeadlines();
@@ -166,6 +171,8 @@ class RedisClient {
 
   uvx::OwnedHandle<uv_timer_t> connectTimer_;   // connect timeout while Connecting, backoff while Disconnected
   uvx::OwnedHandle<uv_timer_t> deadlineTimer_;  // earliest command deadline or stall check
+  uint64_t armedForMs_ = 0;                     // when deadlineTimer_ fires, while it is active
+  std::string scratch_;                         // a command being serialized (reused)
   uvx::OwnedHandle<uv_timer_t> deferTimer_;     // delivers failures found inside command()
 
   std::map<uint64_t, Pending> pending_;                // by id = issue order

@@ -10,6 +10,15 @@ DeadlineQueue::DeadlineQueue(uv_loop_t* loop, uint64_t timeoutMs) : loop_(loop),
   timer_.get()->data = this;
 }
 
+DeadlineQueue::~DeadlineQueue() {
+  for (DeadlineTimer* t = head_; t != nullptr;) {
+    DeadlineTimer* next = t->next_;
+    t->prev_ = t->next_ = nullptr;
+    t->queue_ = nullptr;
+    t = next;
+  }
+}
+
 void DeadlineQueue::append(DeadlineTimer* t) {
   t->queue_ = this;
   t->deadlineMs_ = uv_now(loop_) + timeoutMs_;
@@ -67,22 +76,21 @@ LoopState::~LoopState() = default;
 
 void DeadlineTimer::start(uint64_t timeoutMs) {
   stop();
-  if (lastQueue_ == nullptr || lastTimeoutMs_ != timeoutMs) {
-    auto& queues = loopState(loop_).deadlineQueues;
-    lastQueue_ = nullptr;
-    for (auto& [ms, q] : queues) {
-      if (ms == timeoutMs) {
-        lastQueue_ = q.get();
-        break;
-      }
+  // A handful of queues per loop: a scan is cheaper than a map, and nothing is cached in the
+  // timer, so a timer outliving the loop state (shutdown) never sees a freed queue.
+  auto& queues = loopState(loop_).deadlineQueues;
+  DeadlineQueue* queue = nullptr;
+  for (auto& [ms, q] : queues) {
+    if (ms == timeoutMs) {
+      queue = q.get();
+      break;
     }
-    if (lastQueue_ == nullptr) {
-      queues.emplace_back(timeoutMs, std::make_unique<DeadlineQueue>(loop_, timeoutMs));
-      lastQueue_ = queues.back().second.get();
-    }
-    lastTimeoutMs_ = timeoutMs;
   }
-  lastQueue_->append(this);
+  if (queue == nullptr) {
+    queues.emplace_back(timeoutMs, std::make_unique<DeadlineQueue>(loop_, timeoutMs));
+    queue = queues.back().second.get();
+  }
+  queue->append(this);
 }
 
 }  // namespace uvx

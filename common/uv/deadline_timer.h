@@ -24,6 +24,9 @@ class DeadlineTimer;
 class DeadlineQueue {
  public:
   DeadlineQueue(uv_loop_t* loop, uint64_t timeoutMs);
+  // Detaches the timers still linked (their owners may outlive the loop state during shutdown:
+  // stopping or destroying them later is then a no-op).
+  ~DeadlineQueue();
   DeadlineQueue(const DeadlineQueue&) = delete;
   DeadlineQueue& operator=(const DeadlineQueue&) = delete;
 
@@ -67,9 +70,7 @@ class DeadlineTimer {
   friend class DeadlineQueue;
   uv_loop_t* loop_;
   Callback cb_;
-  DeadlineQueue* queue_ = nullptr;      // the queue this timer is linked in, or null
-  DeadlineQueue* lastQueue_ = nullptr;  // the queue of the last start(), to skip the lookup
-  uint64_t lastTimeoutMs_ = 0;
+  DeadlineQueue* queue_ = nullptr;  // the queue this timer is linked in, or null
   uint64_t deadlineMs_ = 0;
   DeadlineTimer* prev_ = nullptr;
   DeadlineTimer* next_ = nullptr;

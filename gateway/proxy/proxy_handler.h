@@ -13,6 +13,7 @@
 #include "common/resilience/backoff.h"
 #include "common/resilience/circuit_breaker.h"
 #include "common/resilience/failure.h"
+#include "common/uv/deadline_timer.h"
 #include "common/uv/timer.h"
 #include "gateway/filters/filter.h"
 #include "gateway/runtime.h"
@@ -113,7 +114,7 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   std::string heldBody_;
   http::ServerConnection* conn_ = nullptr;
   http::ClientConnection* upstream_ = nullptr;
-  uvx::Timer requestTimer_;
+  uvx::DeadlineTimer requestTimer_;
   uvx::Timer backoffTimer_;
   Phase phase_ = Phase::Idle;
   std::string upstreamHead_;

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <charconv>
 #include <cstdio>
 
 #include "common/algo/rate_limit_scripts.h"
@@ -51,7 +52,7 @@ class RateLimitFilter : public HttpFilter {
       // A request without the header is limited as one shared "missing" client.
       key = v != nullptr ? std::string_view(*v) : std::string_view("\x01missing");
     }
-    redisKey_ = "rl:" + rule_->config.name + ":" + std::string(key);
+    redisKey_.assign(rule_->keyPrefix).append(key);  // reuses the string's capacity
 
     redisx::RedisClient* redis = ctx_.redis;
     if (redis == nullptr || redis->state() != redisx::RedisClient::State::Ready) {
@@ -65,9 +66,13 @@ class RateLimitFilter : public HttpFilter {
     if (rule_ == nullptr || !haveDecision_) {
       return;
     }
-    head.set("RateLimit-Limit", std::to_string(decision_.limit));
-    head.set("RateLimit-Remaining", std::to_string(decision_.remaining));
-    head.set("RateLimit-Reset", std::to_string(decision_.resetSeconds()));
+    char number[24];
+    const auto format = [&number](auto v) {
+      return std::string_view(number, static_cast<size_t>(std::to_chars(number, number + sizeof number, v).ptr - number));
+    };
+    head.set("RateLimit-Limit", format(decision_.limit));
+    head.set("RateLimit-Remaining", format(decision_.remaining));
+    head.set("RateLimit-Reset", format(decision_.resetSeconds()));
   }
 
   void onComplete(FilterCallbacks&, bool) override {
@@ -78,12 +83,11 @@ class RateLimitFilter : public HttpFilter {
 
  private:
   void evaluate(FilterCallbacks& cb, bool useEvalsha) {
-    const auto& c = rule_->config;
-    std::vector<std::string> args = {useEvalsha ? "EVALSHA" : "EVAL", useEvalsha ? rule_->sha : rule_->script, "1",
-                                     redisKey_, std::to_string(c.limit), std::to_string(c.window.count())};
+    const std::string_view args[] = {useEvalsha ? "EVALSHA" : "EVAL", useEvalsha ? rule_->sha : rule_->script, "1",
+                                     redisKey_, rule_->limitArg, rule_->windowArg};
     std::weak_ptr<int> weak = alive_;
     FilterCallbacks* callbacks = &cb;
-    ctx_.redis->command(std::move(args), factory_.commandTimeout(),
+    ctx_.redis->commandViews(args, factory_.commandTimeout(),
                         [this, weak, callbacks, useEvalsha](redisx::RedisResult r) {
                           if (!weak.lock()) {
                             return;  // the exchange is gone
@@ -160,6 +164,9 @@ RateLimitFilterFactory::RateLimitFilterFactory(const cfg::GatewayConfig& gateway
     r->config = c;
     r->script = std::string(algo::rateLimitScriptFor(c.algorithm));
     r->sha = sha1Hex(r->script);
+    r->keyPrefix = "rl:" + c.name + ":";
+    r->limitArg = std::to_string(c.limit);
+    r->windowArg = std::to_string(c.window.count());
     if (c.key.rfind("header:", 0) == 0) {
       r->headerName = c.key.substr(7);
     }

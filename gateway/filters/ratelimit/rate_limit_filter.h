@@ -21,6 +21,9 @@ class RateLimitFilterFactory : public FilterFactory {
     std::string script;  // the Lua source for its algorithm
     std::string sha;     // its SHA-1, for EVALSHA
     std::string headerName;  // key "header:NAME"; empty for client_ip
+    std::string keyPrefix;   // "rl:NAME:", the Redis key before the client's key
+    std::string limitArg;    // the script's numeric arguments, formatted once
+    std::string windowArg;
     std::unique_ptr<algo::LocalRateLimiter> fallback;  // shared by every worker
   };
 

@@ -112,3 +112,16 @@ TEST_CASE("DeadlineTimer: a start from inside an expiry does not delay an older 
   CHECK(waitingFiredAt - start >= 250);
   CHECK(waitingFiredAt - start < 350);
 }
+
+TEST_CASE("DeadlineTimer: a timer may outlive its loop state (shutdown order)") {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  auto pending = std::make_unique<uvx::DeadlineTimer>(&loop, [] { FAIL("fired after release"); });
+  pending->start(10000);
+  uvx::releaseLoopState(&loop);  // frees the queues while `pending` is linked in one
+  CHECK_FALSE(pending->active());
+  pending->stop();
+  pending.reset();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
