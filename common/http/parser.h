@@ -76,6 +76,7 @@ class Parser {
   bool inHead() const { return inMessage_ && !headDone_; }
 
  private:
+  static const llhttp_settings_t& settings();
   static int onMessageBegin(llhttp_t* p);
   static int onUrl(llhttp_t* p, const char* at, size_t len);
   static int onStatus(llhttp_t* p, const char* at, size_t len);
@@ -86,8 +87,9 @@ class Parser {
   static int onBody(llhttp_t* p, const char* at, size_t len);
   static int onMessageCompleteCb(llhttp_t* p);
   static int onChunkHeader(llhttp_t* p);
-  // llhttp 8.1 (Debian 12) accepts chunk data not followed by CRLF and a chunked message ended by
-  // a bare LF; both are request-smuggling vectors, so the raw bytes are checked here.
+  // llhttp 8.1 (Debian 12) accepts chunk data not followed by CRLF, a chunk-size line ended by CR
+  // and any byte, and a chunked message ended by a bare LF; all are request-smuggling vectors, so
+  // the raw bytes are checked here.
   bool checkChunkDataEnd(const char* after);
   bool checkPendingCrlf(const char* data, size_t len, size_t& skip);
   void rememberTail(const char* data, size_t len);
@@ -99,7 +101,6 @@ class Parser {
   bool validateHead();
 
   llhttp_t parser_{};
-  llhttp_settings_t settings_{};
   Sink* sink_;
   size_t maxHeadBytes_;
   MessageHead head_;
@@ -120,6 +121,7 @@ class Parser {
   uint64_t chunkRemaining_ = 0;
   bool inChunkData_ = false;
   int pendingCrlf_ = 0;  // bytes of "\r\n" after chunk data still to verify in the next feed
+  bool chunkLinePaused_ = false;  // llhttp paused at the end of a chunk-size line (onChunkHeader)
   char tail_[4] = {0, 0, 0, 0};  // the last four bytes fed, for the end-of-message check
   int errorStatus_ = 400;
   std::string errorReason_;

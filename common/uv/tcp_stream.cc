@@ -72,8 +72,11 @@ int TcpStream::accept(uv_stream_t* listener) {
 }
 
 int TcpStream::connect(const sockaddr* addr) {
-  connectReq_.data = this;
-  return uv_tcp_connect(&connectReq_, &tcp_, addr, &TcpStream::onConnectDone);
+  if (!connectReq_) {
+    connectReq_ = std::make_unique<uv_connect_t>();
+  }
+  connectReq_->data = this;
+  return uv_tcp_connect(connectReq_.get(), &tcp_, addr, &TcpStream::onConnectDone);
 }
 
 void TcpStream::setNoDelay() { uv_tcp_nodelay(&tcp_, 1); }

@@ -97,7 +97,7 @@ class TcpStream {
   uv_loop_t* loop_;
   Owner* owner_;
   uv_tcp_t tcp_{};
-  uv_connect_t connectReq_{};
+  std::unique_ptr<uv_connect_t> connectReq_;  // client streams only: not part of an accepted one
   bool initialized_ = false;
   bool reading_ = false;
   bool closing_ = false;
