@@ -673,8 +673,21 @@ void ProxyHandler::onExchangeComplete(http::ServerConnection& c) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c.requestStart()).count();
   const std::string_view route = c.hasRequest() ? policy_->routes->nameFor(pathOf(c.request().target)) : "other";
   const std::string_view method = c.hasRequest() ? obs::methodLabel(c.request().methodName()) : "other";
-  rt.stats->requests->labels({method, obs::statusCodeLabel(c.responseStatus()), route}).inc();
-  rt.stats->requestDuration->labels({route}).observe(durationMs / 1000.0);
+  const std::string_view code = obs::statusCodeLabel(c.responseStatus());
+  RequestSeries& series = lastSeries_;
+  if (series.stats != rt.stats.get() || series.route != route) {
+    series.stats = rt.stats.get();
+    series.route.assign(route);
+    series.duration = rt.stats->requestDuration->labels({route});
+    series.method = {};  // the requests counter below is resolved again too
+  }
+  if (series.method.data() != method.data() || series.code.data() != code.data()) {
+    series.method = method;
+    series.code = code;
+    series.requests = rt.stats->requests->labels({method, code, route});
+  }
+  series.requests.inc();
+  series.duration.observe(durationMs / 1000.0);
   const obs::trace::LogIds logIds = obs::trace::logIds(span_.context());
   if (policy_->gateway().logging.access_log && obs::enabled(obs::Level::Info)) {
     obs::LogFields f;

@@ -136,6 +136,17 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   std::string lastError_;
   std::chrono::steady_clock::time_point upstreamStart_{};
   double upstreamMs_ = -1;
+  // The request metrics' series of this connection's last exchange: a keep-alive connection
+  // usually repeats them, and resolving labels costs more than the rest of the accounting.
+  struct RequestSeries {
+    const void* stats = nullptr;
+    std::string_view method;  // static label strings
+    std::string_view code;
+    std::string route;  // a copy: the policy that named it may be replaced by a reload
+    obs::Counter requests;
+    obs::Histogram duration;
+  };
+  RequestSeries lastSeries_;
 };
 
 }  // namespace gateway
