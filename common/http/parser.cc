@@ -100,6 +100,25 @@ Parser::Parser(llhttp_type_t type, Sink* sink, size_t maxHeadBytes) : sink_(sink
   parser_.data = this;
 }
 
+void Parser::rebind(Sink* sink, size_t maxHeadBytes) {
+  const llhttp_type_t type = static_cast<llhttp_type_t>(llhttp_get_type(&parser_));
+  sink_ = sink;
+  maxHeadBytes_ = maxHeadBytes;
+  llhttp_init(&parser_, type, const_cast<llhttp_settings_t*>(&settings()));
+  parser_.data = this;
+  currentHeader_ = nullptr;
+  inValue_ = inMessage_ = headDone_ = stopped_ = nextResponseNoBody_ = sawTrailers_ = false;
+  headBytes_ = lineLength_ = lines_ = 0;
+  sawCR_ = false;
+  feedEnd_ = nullptr;
+  chunkRemaining_ = 0;
+  inChunkData_ = false;
+  pendingCrlf_ = 0;
+  std::memset(tail_, 0, sizeof tail_);
+  errorStatus_ = 400;
+  errorReason_.clear();
+}
+
 Parser::Status Parser::fail(int status, std::string reason) {
   errorStatus_ = status;
   errorReason_ = std::move(reason);

@@ -55,6 +55,10 @@ class Parser {
   Parser(const Parser&) = delete;
   Parser& operator=(const Parser&) = delete;
 
+  // Makes a parser between messages (or new) serve another connection, as if newly constructed
+  // (the head's storage is kept for reuse).
+  void rebind(Sink* sink, size_t maxHeadBytes);
+
   // Parses `len` bytes. `consumed` is how many bytes were used: all of them for Ok; up to the end of
   // the completed message for Paused; undefined for Stopped/Error.
   Status feed(const char* data, size_t len, size_t& consumed);

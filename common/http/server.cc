@@ -44,7 +44,6 @@ std::string peerAddress(uv_tcp_t* tcp) {
 ServerConnection::ServerConnection(Server& server, uv_loop_t* loop)
     : server_(server),
       stream_(loop, this),
-      parser_(HTTP_REQUEST, this, server.settings().maxHeaderBytes),
       timer_(loop, [this] { onTimer(); }) {}
 
 ServerConnection::~ServerConnection() {
@@ -90,7 +89,10 @@ void ServerConnection::onStreamData(const char* data, size_t len) {
 void ServerConnection::feed(const char* data, size_t len) {
   size_t consumed = 0;
   driving_ = true;  // hooks called from inside the parser must not re-enter it
-  const Parser::Status st = parser_.feed(data, len, consumed);
+  if (!parser_) {
+    parser_ = server_.takeParser(this);
+  }
+  const Parser::Status st = parser_->feed(data, len, consumed);
   driving_ = false;
   switch (st) {
     case Parser::Status::Ok:
@@ -103,7 +105,7 @@ void ServerConnection::feed(const char* data, size_t len) {
       }
       break;
     case Parser::Status::Error:
-      failRequest(parser_.errorStatus(), parser_.errorReason());
+      failRequest(parser_->errorStatus(), parser_->errorReason());
       break;
   }
 }
@@ -119,7 +121,7 @@ void ServerConnection::drive() {
       continue;
     }
     if (!exchangeActive_ && parserPaused_) {
-      parser_.resume();
+      parser_->resume();
       parserPaused_ = false;
       if (!pipelined_.empty()) {
         std::string buffered;
@@ -139,6 +141,11 @@ void ServerConnection::drive() {
         startClose(false);
         break;
       }
+      if (handler_ && handler_->reusable()) {
+        server_.recycleHandler(std::move(handler_));
+      }
+      head_ = nullptr;  // it lived in the parser
+      server_.recycleParser(std::move(parser_));
       armIdleTimer();
       stream_.readStart();
       continue;
@@ -517,6 +524,40 @@ Server::Server(uv_loop_t* loop, ServerSettings settings, HandlerFactory factory)
     : loop_(loop), settings_(std::move(settings)), factory_(std::move(factory)) {}
 
 Server::~Server() { listener_.close(); }
+
+std::unique_ptr<RequestHandler> Server::makeHandler() {
+  if (spareHandlers_.empty()) {
+    return factory_();
+  }
+  std::unique_ptr<RequestHandler> h = std::move(spareHandlers_.back());
+  spareHandlers_.pop_back();
+  return h;
+}
+
+std::unique_ptr<Parser> Server::takeParser(Parser::Sink* sink) {
+  if (spareParsers_.empty()) {
+    return std::make_unique<Parser>(HTTP_REQUEST, sink, settings_.maxHeaderBytes);
+  }
+  std::unique_ptr<Parser> p = std::move(spareParsers_.back());
+  spareParsers_.pop_back();
+  p->rebind(sink, settings_.maxHeaderBytes);
+  return p;
+}
+
+void Server::recycleParser(std::unique_ptr<Parser> parser) {
+  constexpr size_t kMaxSpareParsers = 1024;
+  if (parser && spareParsers_.size() < kMaxSpareParsers) {
+    spareParsers_.push_back(std::move(parser));
+  }
+}
+
+void Server::recycleHandler(std::unique_ptr<RequestHandler> handler) {
+  // Bounds what a past burst keeps allocated; more busy connections than this make new ones.
+  constexpr size_t kMaxSpareHandlers = 1024;
+  if (spareHandlers_.size() < kMaxSpareHandlers) {
+    spareHandlers_.push_back(std::move(handler));
+  }
+}
 
 int openReusePortSocket(const std::string& host, uint16_t port, std::string& error) {
   sockaddr_storage ss{};

@@ -59,6 +59,10 @@ class RequestHandler {
   virtual void onExchangeAborted(ServerConnection& /*c*/) {}
   // The response was fully written to the socket buffer and the request fully read: log/metrics.
   virtual void onExchangeComplete(ServerConnection& /*c*/) {}
+  // True if, between exchanges, the handler keeps nothing of its connection and may serve another
+  // one: an idle keep-alive connection then hands it back to its server, which keeps the memory
+  // of idle connections to the connection itself (handlers exist only for busy ones).
+  virtual bool reusable() const { return false; }
 };
 
 using HandlerFactory = std::function<std::unique_ptr<RequestHandler>()>;
@@ -136,7 +140,9 @@ class ServerConnection : public uvx::TcpStream::Owner, public Parser::Sink {
 
   Server& server_;
   uvx::TcpStream stream_;
-  Parser parser_;
+  // Only while a request is being read or served: an idle keep-alive connection hands it back to
+  // the server (Server::spareParsers_), so idle connections cost little memory.
+  std::unique_ptr<Parser> parser_;
   uvx::DeadlineTimer timer_;
   std::unique_ptr<RequestHandler> handler_;
   const MessageHead* head_ = nullptr;  // owned by parser_, valid until the next request starts
@@ -191,7 +197,12 @@ class Server {
   // Called whenever the last connection is gone while draining.
   void setOnEmpty(std::function<void()> cb) { onEmpty_ = std::move(cb); }
 
-  std::unique_ptr<RequestHandler> makeHandler() { return factory_(); }
+  std::unique_ptr<RequestHandler> makeHandler();
+  // A reusable handler between exchanges: kept for the next connection that needs one.
+  void recycleHandler(std::unique_ptr<RequestHandler> handler);
+  // A request parser for `sink` (a spare one when there is one), and its return between requests.
+  std::unique_ptr<Parser> takeParser(Parser::Sink* sink);
+  void recycleParser(std::unique_ptr<Parser> parser);
   void link(ServerConnection* c);
   void unlink(ServerConnection* c);
 
@@ -208,6 +219,9 @@ class Server {
   ServerConnection* head_ = nullptr;
   size_t connections_ = 0;
   std::function<void()> onEmpty_;
+  // Spare handlers: as many as connections were busy at once, up to a cap.
+  std::vector<std::unique_ptr<RequestHandler>> spareHandlers_;
+  std::vector<std::unique_ptr<Parser>> spareParsers_;
 };
 
 // Creates a non-blocking listening socket with SO_REUSEADDR and SO_REUSEPORT (libuv 1.44 cannot

@@ -24,13 +24,20 @@ struct LoopState {
   std::vector<TcpStream*> corked;
   uv_prepare_t* prepare = nullptr;
   std::string tlsPlain;  // decrypted bytes of the current read
+  // Output buffers of streams that have nothing corked: a stream borrows one for the bytes of a
+  // loop turn and returns it once they are written, so an idle connection holds none.
+  std::vector<std::string> spareWriteBuffers;
   // DeadlineTimer queues, one per distinct timeout (a handful: the configured timeouts).
   std::vector<std::pair<uint64_t, std::unique_ptr<DeadlineQueue>>> deadlineQueues;
 
   ~LoopState();
 };
 
+LoopState& createLoopState(uv_loop_t* loop);
+
 // The loop's state, created on first use.
-LoopState& loopState(uv_loop_t* loop);
+inline LoopState& loopState(uv_loop_t* loop) {
+  return loop->data != nullptr ? *static_cast<LoopState*>(loop->data) : createLoopState(loop);
+}
 
 }  // namespace uvx

@@ -8,18 +8,16 @@
 
 namespace uvx {
 
-LoopState& loopState(uv_loop_t* loop) {
-  if (loop->data == nullptr) {
-    auto* state = new LoopState;
-    loop->data = state;
-    state->prepare = new uv_prepare_t{};
-    uv_prepare_init(loop, state->prepare);
-    state->prepare->data = state;
-    // Unreferenced: it never keeps the loop alive on its own.
-    uv_unref(reinterpret_cast<uv_handle_t*>(state->prepare));
-    uv_prepare_start(state->prepare, [](uv_prepare_t* p) { TcpStream::flushAllCorked(*static_cast<LoopState*>(p->data)); });
-  }
-  return *static_cast<LoopState*>(loop->data);
+LoopState& createLoopState(uv_loop_t* loop) {
+  auto* state = new LoopState;
+  loop->data = state;
+  state->prepare = new uv_prepare_t{};
+  uv_prepare_init(loop, state->prepare);
+  state->prepare->data = state;
+  // Unreferenced: it never keeps the loop alive on its own.
+  uv_unref(reinterpret_cast<uv_handle_t*>(state->prepare));
+  uv_prepare_start(state->prepare, [](uv_prepare_t* p) { TcpStream::flushAllCorked(*static_cast<LoopState*>(p->data)); });
+  return *state;
 }
 
 void releaseLoopState(uv_loop_t* loop) {
@@ -163,11 +161,44 @@ void TcpStream::onTlsRead(const char* data, size_t len, std::string& plain) {
   }
 }
 
+namespace {
+
+constexpr size_t kMaxSpareWriteBuffers = 1024;
+constexpr size_t kMaxSpareWriteBufferBytes = 64 * 1024;
+
+// Called when `buffer` must grow: a spare buffer with room replaces it (keeping its bytes).
+void borrowWriteBuffer(LoopState& state, std::string& buffer, size_t needed) {
+  if (state.spareWriteBuffers.empty() || state.spareWriteBuffers.back().capacity() < needed) {
+    return;
+  }
+  std::string& spare = state.spareWriteBuffers.back();
+  spare.assign(buffer);
+  buffer.swap(spare);
+  state.spareWriteBuffers.pop_back();  // frees what `buffer` held, if anything was on the heap
+}
+
+void returnWriteBuffer(LoopState& state, std::string& buffer) {
+  if (buffer.capacity() > 15 && buffer.capacity() <= kMaxSpareWriteBufferBytes &&
+      state.spareWriteBuffers.size() < kMaxSpareWriteBuffers) {
+    buffer.clear();
+    state.spareWriteBuffers.push_back(std::move(buffer));
+    buffer = std::string();
+  } else {
+    std::string().swap(buffer);  // too large to keep around (or nowhere to keep it): free it
+  }
+}
+
+}  // namespace
+
 void TcpStream::write(std::string_view data) {
   if (closing_ || data.empty()) {
     return;
   }
-  (tls_ ? plainCorked_ : corked_).append(data);
+  std::string& buffer = tls_ ? plainCorked_ : corked_;
+  if (buffer.size() + data.size() > buffer.capacity()) {
+    borrowWriteBuffer(loopState(loop_), buffer, buffer.size() + data.size());
+  }
+  buffer.append(data);
   scheduleFlush();
 }
 
@@ -204,10 +235,13 @@ void TcpStream::flush() {
   }
   if (tls_ && !plainCorked_.empty() && !closing_) {
     // One encryption pass per flush: a response head and body become as few records as possible.
+    if (corked_.capacity() < plainCorked_.size() + 64) {
+      borrowWriteBuffer(loopState(loop_), corked_, plainCorked_.size() + 64);
+    }
     if (!tls_->send(plainCorked_, corked_)) {
       corked_.clear();
     }
-    plainCorked_.clear();
+    returnWriteBuffer(loopState(loop_), plainCorked_);
   }
   if (corked_.empty() || closing_) {
     startShutdownIfReady();
@@ -217,7 +251,7 @@ void TcpStream::flush() {
     uv_buf_t buf = uv_buf_init(corked_.data(), static_cast<unsigned>(corked_.size()));
     int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);
     if (n == static_cast<int>(corked_.size())) {
-      corked_.clear();
+      returnWriteBuffer(loopState(loop_), corked_);
       startShutdownIfReady();
       owner_->onStreamDrained();
       return;

@@ -48,6 +48,8 @@ class ProxyHandler : public http::RequestHandler, public http::ClientUser, publi
   void onDownstreamDrained(http::ServerConnection& c) override;
   void onExchangeAborted(http::ServerConnection& c) override;
   void onExchangeComplete(http::ServerConnection& c) override;
+  // Between exchanges a handler holds only the worker's policy and its filters' reusable state.
+  bool reusable() const override { return phase_ == Phase::Idle && upstream_ == nullptr && !inFlightCounted_; }
 
   // http::ClientUser
   void onUpstreamReady(http::ClientConnection& conn) override;
