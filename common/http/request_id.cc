@@ -52,11 +52,11 @@ void generateRequestId(std::string& out) {
   thread_local Rng rng;
   static constexpr char kHex[] = "0123456789abcdef";
   out.resize(32);
+  char* p = out.data();
   for (int half = 0; half < 2; ++half) {
     uint64_t v = rng.next();
-    for (int i = 0; i < 16; ++i) {
-      out[half * 16 + i] = kHex[v & 0xf];
-      v >>= 4;
+    for (int i = 0; i < 16; ++i, v >>= 4) {
+      *p++ = kHex[v & 0xf];
     }
   }
 }

@@ -688,8 +688,8 @@ void ProxyHandler::onExchangeComplete(http::ServerConnection& c) {
   }
   series.requests.inc();
   series.duration.observe(durationMs / 1000.0);
-  const obs::trace::LogIds logIds = obs::trace::logIds(span_.context());
   if (policy_->gateway().logging.access_log && obs::enabled(obs::Level::Info)) {
+    const obs::trace::LogIds logIds = obs::trace::logIds(span_.context());
     obs::LogFields f;
     const bool hasRequest = c.hasRequest();
     f.str("method", hasRequest ? c.request().methodName() : "-")
