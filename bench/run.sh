@@ -50,6 +50,14 @@ RL_REDIS_PORT=$((PORT_BASE + 8))
 RL_GATEWAY_PORT=$((PORT_BASE + 9))
 RL_GATEWAY_ADMIN_PORT=$((PORT_BASE + 10))
 RL_PROXY=""
+# Scenario trace only: the OTLP sink and the two tracing gateways (issue 7).
+TRACE_SINK_CPU=${BENCH_TRACE_SINK_CPU:-$CLIENT_CPU}
+TRACE_SINK_PORT=$((PORT_BASE + 15))
+TRACE10_PORT=$((PORT_BASE + 16))
+TRACE10_ADMIN_PORT=$((PORT_BASE + 17))
+TRACE100_PORT=$((PORT_BASE + 18))
+TRACE100_ADMIN_PORT=$((PORT_BASE + 19))
+TRACE_PROXIES=""
 
 declare -A PID_OF=()
 STARTED_PIDS=()
@@ -463,6 +471,62 @@ startRateLimitBench() {
   log "gateway_rl up on 127.0.0.1:$RL_GATEWAY_PORT (pid ${PID_OF[gateway_rl]}, CPU $PROXY_CPU; redis-server :$RL_REDIS_PORT on CPU $RL_REDIS_CPU, $RL_ALGORITHM)"
 }
 
+# trace: the gateway alone, with tracing off (gateway, the template's setting), sampling 10 %
+# (gateway_trace10) and every request (gateway_trace100); the tracing ones export OTLP/HTTP JSON
+# to a local sink (bench/tracing.py sink, pinned to BENCH_TRACE_SINK_CPU, default the client
+# core). tracing.py prints the req/s and CPU/req ratios to tracing off (target at 0.1: >= 0.95).
+scenario_trace() {
+  SC_DESC="s1 (GET of the ${BODY_BYTES}-byte JSON, 64 connections) through the gateway with tracing off (gateway), sample_ratio 0.1 (gateway_trace10) and 1.0 (gateway_trace100), spans exported over OTLP/HTTP to a local sink"
+  SC_PATH=/json
+  SC_CONNS=64
+  SC_WRK_ARGS=()
+  SC_H2LOAD_ARGS=()
+  SC_CURL_ARGS=()
+  SC_EXPECT_BYTES=$BODY_BYTES
+  SC_EXPECT_ENC=""
+  SC_PROFILE_DIV=1
+  SC_PROXIES="gateway gateway_trace10 gateway_trace100"
+}
+
+# One tracing gateway of scenario trace: name port admin_port ratio.
+startTraceGateway() {
+  local name=$1 port=$2 admin=$3 ratio=$4
+  render "$BENCH_DIR/conf/gateway.yaml.in" "$WORK/$name.base.yaml" \
+    PORT="$port" ADMIN_PORT="$admin" ORIGIN_PORT="$ORIGIN_PORT"
+  "$PY" "$BENCH_DIR/tracing.py" config "$WORK/$name.base.yaml" "$WORK/$name.yaml" "$ratio" \
+    "http://127.0.0.1:$TRACE_SINK_PORT/v1/traces/${name#gateway_}" || die "could not write the $name config"
+  startPinned "$PROXY_CPU" "$name" "$GATEWAY_BIN" --config "$WORK/$name.yaml"
+  PID_OF[$name]=$LAST_PID
+  PORT_OF[$name]=$port
+  waitHttp "http://127.0.0.1:$port/" 15 "$LAST_PID" "$name"
+  TRACE_PROXIES+="$name "
+  log "$name up on 127.0.0.1:$port (pid $LAST_PID, CPU $PROXY_CPU, sample_ratio $ratio)"
+}
+
+# Starts the OTLP sink and the tracing gateways of scenario trace.
+startTraceBench() {
+  local p spid
+  [[ " $PROXIES " == *" gateway "* ]] || die "scenario trace compares with the plain gateway: keep gateway in BENCH_PROXIES"
+  for p in "$TRACE_SINK_PORT" "$TRACE10_PORT" "$TRACE10_ADMIN_PORT" "$TRACE100_PORT" "$TRACE100_ADMIN_PORT"; do
+    if ss -Hltn "sport = :$p" | grep -q .; then
+      die "port $p (scenario trace) is in use (set BENCH_PORT_BASE to another free range)"
+    fi
+  done
+  startPinned "$TRACE_SINK_CPU" otlp-sink "$PY" "$BENCH_DIR/tracing.py" sink "$TRACE_SINK_PORT"
+  spid=$LAST_PID
+  waitHttp "http://127.0.0.1:$TRACE_SINK_PORT/stats" 10 "$spid" otlp-sink
+  startTraceGateway gateway_trace10 "$TRACE10_PORT" "$TRACE10_ADMIN_PORT" 0.1
+  startTraceGateway gateway_trace100 "$TRACE100_PORT" "$TRACE100_ADMIN_PORT" 1.0
+  # Spans must really reach the sink (exporter running, endpoint right): one batch within ~1 s.
+  for _ in $(seq 5); do curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$TRACE100_PORT/json" || true; done
+  for _ in $(seq 30); do
+    curl -fsS --max-time 1 "http://127.0.0.1:$TRACE_SINK_PORT/stats" 2>/dev/null | grep -q '"/v1/traces/trace100"' && break
+    sleep 0.1
+  done
+  curl -fsS --max-time 1 "http://127.0.0.1:$TRACE_SINK_PORT/stats" 2>/dev/null | grep -q '"/v1/traces/trace100"' ||
+    die "gateway_trace100 exported no span to the sink within 3s (output: $WORK/gateway_trace100.out)"
+}
+
 # One request through a port with the scenario's shape; prints "status wire_bytes encoding decoded_bytes".
 probe() {
   local port=$1 out="$WORK/probe.body" meta code size enc decoded
@@ -623,6 +687,9 @@ done
 if [[ " $SCENARIOS " == *" rl "* ]]; then
   startRateLimitBench
 fi
+if [[ " $SCENARIOS " == *" trace "* ]]; then
+  startTraceBench
+fi
 
 for sc in $SCENARIOS; do
   declare -F "scenario_$sc" >/dev/null || die "unknown scenario '$sc' (have: $(declare -F | awk '/scenario_/ { sub("scenario_", "", $3); printf "%s ", $3 }'))"
@@ -726,6 +793,18 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 "$PY" "$LIB" report "$WORK/runs.tsv" "$WORK/profile.tsv" "$WORK/meta.json" >"$RESULTS_DIR/latest.md"
 if [ -n "$RL_PROXY" ]; then
   "$PY" "$BENCH_DIR/ratelimit.py" report "$WORK/runs.tsv" rl >>"$RESULTS_DIR/latest.md"
+fi
+if [ -n "$TRACE_PROXIES" ]; then
+  sleep 1.5  # the exporters' last batches (one per second)
+  curl -fsS --max-time 2 "http://127.0.0.1:$TRACE_SINK_PORT/stats" >"$WORK/trace-sink.json" 2>/dev/null || true
+  traceMetrics=()
+  for px in $TRACE_PROXIES; do
+    [ "$px" = gateway_trace10 ] && admin=$TRACE10_ADMIN_PORT || admin=$TRACE100_ADMIN_PORT
+    curl -fsS --max-time 2 "http://127.0.0.1:$admin/metrics" >"$WORK/$px.metrics" 2>/dev/null || true
+    traceMetrics+=("$px=$WORK/$px.metrics")
+  done
+  "$PY" "$BENCH_DIR/tracing.py" report "$WORK/runs.tsv" trace "$WORK/trace-sink.json" "${traceMetrics[@]}" \
+    >>"$RESULTS_DIR/latest.md"
 fi
 cp "$RESULTS_DIR/latest.md" "$RESULTS_DIR/$stamp.md"
 cp "$WORK/runs.tsv" "$RESULTS_DIR/$stamp.runs.tsv"

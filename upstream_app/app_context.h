@@ -18,6 +18,7 @@
 #include "common/uv/timer.h"
 #include "upstream_app/cache/article_cache.h"
 #include "upstream_app/cache/idempotency.h"
+#include "upstream_app/cache/traced_redis.h"
 #include "upstream_app/db/pool.h"
 #include "upstream_app/json/json.h"
 #include "upstream_app/routes/metrics.h"
@@ -66,7 +67,8 @@ class AppContext {
   const ReadinessProbe& readinessProbe() const { return readiness_; }
 
   db::Pool& pool() { return *pool_; }
-  redisx::RedisClient& redis() { return *redis_; }
+  // Redis for routes: each command a client span of the current request (cache/traced_redis.h).
+  TracedRedis redis() { return TracedRedis(*redis_); }
   TimerQueue& timers() { return *timers_; }
   ArticleCache& articles() { return *articles_; }
   IdempotencyStore& idempotency() { return *idempotency_; }

@@ -112,6 +112,9 @@ void AppHandler::dispatch(http::ServerConnection& c) {
   routeLabel_ = match.route->pattern;
   pending_ = std::make_shared<http::ServerConnection*>(&c);
   routes::RouteRequest request{ctx_, c, path, query, match.id, body_, routes::Responder(pending_)};
+  // The route's database transactions and Redis commands capture this span as their parent
+  // (SpanParent::current()) and carry it through their callbacks.
+  obs::trace::CurrentSpanScope scope(span_);
   match.route->handler(request);
 }
 

@@ -21,3 +21,5 @@ if [ ! -f "$stamp" ] || [ deploy/package-lock.json -nt "$stamp" ]; then
   echo "install-deps: npm ci --prefix deploy"
   npm ci --prefix deploy --no-audit --no-fund --loglevel=error
 fi
+# The OTLP JSON schema check of the trace tests (tests/otlp).
+tests/otlp/install-deps.sh

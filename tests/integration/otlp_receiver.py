@@ -21,6 +21,11 @@ Two ways to use it:
       spans = receiver.spans()   # flattened, with the resource's service.name
       receiver.stop()
 
+* `validate_otlp_json(bodies)` runs tests/otlp/validate-otlp.mjs (node + the
+  opentelemetry-proto schema installed by `make deps`) on raw request bodies,
+  e.g. `receiver.raw_bodies()`: every body must decode as an
+  ExportTraceServiceRequest under the strict OTLP/JSON rules.
+
 127.0.0.1 only, stdlib only, one thread per connection, HTTP/1.1 keep-alive.
 """
 
@@ -30,11 +35,13 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Optional, Union
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -80,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
             receiver._record_error(f"bad JSON: {exc}")
             self._answer(400, json.dumps({"error": f"bad JSON: {exc}"}).encode())
             return
-        receiver._record({"path": self.path, "content_type": content_type, "body": body})
+        receiver._record({"path": self.path, "content_type": content_type, "body": body}, raw)
         self._answer(200, b"{}")
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
@@ -107,6 +114,7 @@ class OtlpReceiver:
     ) -> None:
         self._lock = threading.Lock()
         self.requests: list[dict] = []
+        self.raw: list[bytes] = []  # the accepted bodies as received (in memory only)
         self.errors: list[str] = []
         self.fail_first = fail_first
         self.fail_status = fail_status
@@ -147,9 +155,10 @@ class OtlpReceiver:
                 return self.fail_status
         return None
 
-    def _record(self, entry: dict) -> None:
+    def _record(self, entry: dict, raw: bytes = b"") -> None:
         with self._lock:
             self.requests.append(entry)
+            self.raw.append(raw)
             if self._out is not None:
                 self._out.write(json.dumps(entry, separators=(",", ":")) + "\n")
                 self._out.flush()
@@ -163,6 +172,36 @@ class OtlpReceiver:
         with self._lock:
             requests = list(self.requests)
         return flatten_spans(requests)
+
+
+    def raw_bodies(self) -> list[bytes]:
+        """The accepted request bodies, byte for byte."""
+        with self._lock:
+            return list(self.raw)
+
+
+VALIDATOR = Path(__file__).resolve().parents[1] / "otlp" / "validate-otlp.mjs"
+
+
+def validate_otlp_json(bodies: list[Union[bytes, str]], timeout: float = 60.0) -> dict:
+    """Runs tests/otlp/validate-otlp.mjs on OTLP/HTTP JSON bodies; returns its verdict
+    {"documents": N, "spans": M, "errors": [...], "returncode": rc}. Raises RuntimeError when
+    node or the schema packages are missing (install them with `make deps`)."""
+    lines = []
+    for body in bodies:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        # A raw CR/LF can only be JSON whitespace (inside strings they are escaped): one line each.
+        lines.append(text.replace("\r", " ").replace("\n", " "))
+    try:
+        proc = subprocess.run(["node", str(VALIDATOR)], input="\n".join(lines) + "\n", capture_output=True,
+                              text=True, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise RuntimeError("node is not installed (run `make deps`)") from exc
+    if proc.returncode == 2 or not proc.stdout.strip():
+        raise RuntimeError("validate-otlp.mjs could not run (run `make deps`): %s" % proc.stderr.strip())
+    verdict = json.loads(proc.stdout.strip().splitlines()[-1])
+    verdict["returncode"] = proc.returncode
+    return verdict
 
 
 def flatten_spans(requests: list[dict]) -> list[dict]:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gateway_harness import free_port, http_request
-from otlp_receiver import OtlpReceiver
+from otlp_receiver import OtlpReceiver, validate_otlp_json
 
 PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
@@ -65,6 +65,8 @@ def test_sampled_parent_is_followed_propagated_and_exported(start_gateway, fake_
                 line = entry
         time.sleep(0.05)
     assert line and line["trace_id"] == PARENT_TRACE and line["span_id"] == span["spanId"]
+    verdict = validate_otlp_json(receiver.raw_bodies())
+    assert verdict["returncode"] == 0 and verdict["errors"] == [], verdict
 
 
 def test_unsampled_requests_still_propagate_a_context_but_export_nothing(start_gateway, fake_upstream, receiver):
@@ -90,15 +92,25 @@ def test_sampling_ratio_is_respected_statistically(start_gateway, fake_upstream,
     gw = start_gateway(_tracing(receiver.endpoint, ratio=0.1), upstream=fake_upstream)
     from gateway_harness import RawConn, build_request
 
-    n = 2000
+    n = 10000
     with RawConn(gw.port, timeout=5) as conn:
         for i in range(n):
             conn.send(build_request("GET", "/traced/ratio"))
             assert conn.read_response().status == 200
-    time.sleep(1.5)
-    got = len(receiver.spans())
-    # Binomial(2000, 0.1): mean 200, sd ~13.4; 5 sd either side.
-    assert 133 <= got <= 267, "sampled %d of %d at ratio 0.1" % (got, n)
+    # Until the exporter has sent everything (batches every 1s): the count stops moving.
+    got, deadline = -1, time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(1.2)
+        now = len(receiver.spans())
+        if now == got:
+            break
+        got = now
+    # Binomial(10000, 0.1): mean 1000, sd 30; 5 sd either side.
+    assert 850 <= got <= 1150, "sampled %d of %d at ratio 0.1" % (got, n)
+    assert len({s["traceId"] for s in receiver.spans()}) == got, "one trace per sampled request"
+    # What was sent decodes against the OTLP protobuf schema (strict OTLP/JSON rules).
+    verdict = validate_otlp_json(receiver.raw_bodies())
+    assert verdict["returncode"] == 0 and verdict["errors"] == [] and verdict["spans"] == got, verdict
 
 
 def test_dead_collector_costs_nothing_and_drops_are_counted(start_gateway, fake_upstream):

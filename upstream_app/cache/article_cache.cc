@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/obs/log.h"
+#include "common/obs/trace/log_context.h"
 
 namespace app {
 
@@ -42,6 +43,8 @@ struct ArticleCache::Request {
   uint64_t waitStartedMs = 0;
   uint64_t waitedMs = 0;
   int polls = 0;
+  // The request span current at get(): the poll timer's callbacks run outside any scope.
+  obs::trace::SpanParent parent;
 
   void answer(Lookup lookup) {
     Callback c = std::move(cb);
@@ -88,6 +91,7 @@ void ArticleCache::get(int64_t id, Callback cb) {
   req->id = id;
   req->key = key(id);
   req->cb = std::move(cb);
+  req->parent = obs::trace::SpanParent::current();
   auto alive = alive_;
   redis_.command({"GET", req->key}, [this, alive, req](redisx::RedisResult r) {
     if (*alive) {
@@ -208,6 +212,7 @@ void ArticleCache::poll(const std::shared_ptr<Request>& req) {
     if (!*alive) {
       return;
     }
+    obs::trace::CurrentSpanScope scope(req->parent);
     redis_.command({"GET", req->key}, [this, alive, req](redisx::RedisResult r) {
       if (!*alive) {
         return;

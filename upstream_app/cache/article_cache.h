@@ -21,6 +21,10 @@
 //
 // The loader (PostgreSQL access) is injected, so tests can count and pace loads. One cache per
 // event loop; loop thread only.
+//
+// Tracing: every Redis command is a client span of the request that called get()/invalidate()
+// (TracedRedis); the loader and the callback run inside that request's span scope, so the
+// loader's transaction is traced under it too, including after the poll timer's waits.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -28,6 +32,7 @@
 #include <string>
 
 #include "common/redis/redis_client.h"
+#include "upstream_app/cache/traced_redis.h"
 #include "upstream_app/db/pool.h"
 #include "upstream_app/timer_queue.h"
 
@@ -92,7 +97,7 @@ class ArticleCache {
   void loadAndAnswer(const std::shared_ptr<Request>& req, Source source);
   std::string nextToken();
 
-  redisx::RedisClient& redis_;
+  TracedRedis redis_;  // each command a span of the request being served (traced_redis.h)
   TimerQueue& timers_;
   ArticleCacheSettings settings_;
   Loader loader_;

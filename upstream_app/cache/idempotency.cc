@@ -1,6 +1,7 @@
 #include "upstream_app/cache/idempotency.h"
 
 #include "common/obs/log.h"
+#include "common/obs/trace/log_context.h"
 
 namespace app {
 
@@ -21,6 +22,8 @@ struct IdempotencyStore::Attempt {
   std::function<void(Begin)> cb;
   int sets = 0;
   uint64_t waitedMs = 0;
+  // The request span current at begin(): the poll timer's GETs run outside any scope.
+  obs::trace::SpanParent parent;
 
   void answer(Begin b) {
     auto c = std::move(cb);
@@ -103,6 +106,7 @@ void IdempotencyStore::begin(const std::string& key, const std::string& fingerpr
   a->key = redisKey(key);
   a->fingerprint = fingerprint;
   a->cb = std::move(cb);
+  a->parent = obs::trace::SpanParent::current();
   trySet(a);
 }
 
@@ -189,6 +193,7 @@ void IdempotencyStore::readExisting(const std::shared_ptr<Attempt>& a) {
     a->waitedMs += delay;
     timers_.after(delay, [this, alive, a] {
       if (*alive) {
+        obs::trace::CurrentSpanScope scope(a->parent);
         readExisting(a);
       }
     });

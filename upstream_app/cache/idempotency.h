@@ -27,6 +27,7 @@
 #include <string_view>
 
 #include "common/redis/redis_client.h"
+#include "upstream_app/cache/traced_redis.h"
 #include "upstream_app/timer_queue.h"
 
 namespace app {
@@ -80,7 +81,7 @@ class IdempotencyStore {
   void trySet(const std::shared_ptr<Attempt>& a);
   void readExisting(const std::shared_ptr<Attempt>& a);
 
-  redisx::RedisClient& redis_;
+  TracedRedis redis_;  // each command a span of the request being served (traced_redis.h)
   TimerQueue& timers_;
   IdempotencySettings settings_;
   std::shared_ptr<bool> alive_;

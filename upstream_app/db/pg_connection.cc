@@ -437,7 +437,8 @@ void PgConnection::query(std::string sql, Params params, std::chrono::millisecon
   startSending(timeout, std::move(cb));
 }
 
-void PgConnection::pipeline(std::vector<PgStatement> statements, std::chrono::milliseconds timeout, QueryCallback cb) {
+void PgConnection::pipeline(std::vector<PgStatement> statements, std::chrono::milliseconds timeout, QueryCallback cb,
+                            StatementTimes times) {
   if (!acceptStatement(cb)) {
     return;
   }
@@ -467,6 +468,9 @@ void PgConnection::pipeline(std::vector<PgStatement> statements, std::chrono::mi
   pipelineIndex_ = 0;
   pipelineResults_.clear();
   pipelineResults_.resize(statements.size());
+  pipelineFailed_ = -1;
+  pipelineTimed_ = times == StatementTimes::Record;
+  pipelineDoneNs_.assign(pipelineTimed_ ? statements.size() : 0, 0);
   startSending(timeout, std::move(cb));
 }
 
@@ -549,6 +553,9 @@ void PgConnection::drainPipelineResults() {
   while (PQisBusy(conn_) == 0) {
     PGresult* res = PQgetResult(conn_);
     if (res == nullptr) {
+      if (pipelineTimed_ && pipelineIndex_ < pipelineCount_) {
+        pipelineDoneNs_[pipelineIndex_] = uv_hrtime();
+      }
       if (++pipelineIndex_ > pipelineCount_) {
         // libpq gave up on the pipeline (the connection broke): report the server's last word if
         // there was one (PgBouncer's "server conn crashed?", an admin shutdown...).
@@ -578,6 +585,7 @@ void PgConnection::drainPipelineResults() {
         PQclear(res);  // keep the first error
       } else {
         result_ = PgResult(res);
+        pipelineFailed_ = static_cast<int>(pipelineIndex_);
       }
     } else if (pipelineIndex_ < pipelineCount_) {
       pipelineResults_[pipelineIndex_] = PgResult(res);
@@ -612,10 +620,13 @@ void PgConnection::finishPipeline() {
   }
   if (result_) {
     out.result = std::move(result_);  // the failed statement's error result
+    out.failedStatement = pipelineFailed_;
   } else if (out.error.ok()) {
     out.results = std::move(pipelineResults_);
   }
   pipelineResults_.clear();
+  out.statementDoneNs = std::move(pipelineDoneNs_);
+  pipelineDoneNs_.clear();
   completeStatement(std::move(out), connectionGone);
 }
 
@@ -658,15 +669,19 @@ void PgConnection::completeStatement(PgQueryResult out, bool connectionGone) {
 }
 
 void PgConnection::failQuery(PgErrorKind kind, const std::string& message, const std::string& sqlState) {
+  // Statements that finished before the failure keep their times (teardown() forgets them).
+  std::vector<uint64_t> doneNs = pipelining_ ? std::move(pipelineDoneNs_) : std::vector<uint64_t>();
+  pipelineDoneNs_.clear();
   teardown();
   state_ = State::Disconnected;
   lastError_ = message;
   QueryCallback cb = std::move(queryCb_);
   queryCb_ = nullptr;
   if (cb) {
-    defer([cb = std::move(cb), err = makeError(kind, message, sqlState, true)] {
+    defer([cb = std::move(cb), err = makeError(kind, message, sqlState, true), doneNs = std::move(doneNs)] {
       PgQueryResult r;
       r.error = err;
+      r.statementDoneNs = doneNs;
       cb(std::move(r));
     });
   }
@@ -785,6 +800,7 @@ void PgConnection::teardown() {
   result_.reset();
   pipelining_ = false;
   pipelineResults_.clear();
+  pipelineDoneNs_.clear();
   if (timer_.isOpen()) {
     uv_timer_stop(timer_.get());
   }

@@ -121,6 +121,12 @@ struct PgQueryResult {
   PgResult result;  // set when ok() (PGRES_TUPLES_OK or PGRES_COMMAND_OK); for ServerError it holds the error result
   // pipeline() only: one result per statement, in order, when ok(); `result` is then empty.
   std::vector<PgResult> results;
+  // pipeline() only: the index of the statement whose error `error` reports (a ServerError, or a
+  // connection-level error result), -1 otherwise.
+  int failedStatement = -1;
+  // pipeline() with StatementTimes::Record only: per statement, the uv_hrtime() at which its last
+  // result (or its "skipped" notice) arrived; 0 for statements that got none (timeout, loss).
+  std::vector<uint64_t> statementDoneNs;
   bool ok() const { return error.ok(); }
 };
 
@@ -129,6 +135,10 @@ struct PgStatement {
   std::string sql;
   std::vector<std::optional<std::string>> params;  // nullopt = SQL NULL
 };
+
+// Whether pipeline() notes when each statement's result arrived (for per-statement trace spans;
+// a clock read per statement, so only asked for when a span will be recorded).
+enum class StatementTimes : bool { Skip, Record };
 
 struct PgConnectionOptions {
   // A libpq connection string or URI ("postgresql://app@127.0.0.1:6432/app", "host=... dbname=...").
@@ -169,8 +179,10 @@ class PgConnection {
   // form one implicit transaction that commits at the Sync: if one fails, the following ones are
   // skipped and everything rolls back, so cb gets that statement's error (ServerError with its
   // sqlState) and no results. On success `results` holds one result per statement. The timeout
-  // covers the whole pipeline; the other rules of query() apply.
-  void pipeline(std::vector<PgStatement> statements, std::chrono::milliseconds timeout, QueryCallback cb);
+  // covers the whole pipeline; the other rules of query() apply. With StatementTimes::Record the
+  // result carries statementDoneNs.
+  void pipeline(std::vector<PgStatement> statements, std::chrono::milliseconds timeout, QueryCallback cb,
+                StatementTimes times = StatementTimes::Skip);
 
   // Closes the connection (back to Disconnected; connect() may be called again). A statement or
   // connect in progress gets ConnectionLost / ConnectFailed on the next loop iteration.
@@ -266,6 +278,9 @@ class PgConnection {
   size_t pipelineCount_ = 0;
   size_t pipelineIndex_ = 0;
   std::vector<PgResult> pipelineResults_;
+  int pipelineFailed_ = -1;                 // index of the first statement that reported an error
+  bool pipelineTimed_ = false;              // StatementTimes::Record
+  std::vector<uint64_t> pipelineDoneNs_;    // per statement, when timed
 
   std::string target_;
   std::string lastError_;

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "common/obs/log.h"
+#include "common/obs/trace/ids.h"
+#include "common/obs/trace/log_context.h"
 #include "common/resilience/backoff.h"
 
 namespace app::db {
@@ -18,6 +20,7 @@ constexpr uint64_t kClientTimeoutMarginMs = 1000;
 constexpr std::chrono::milliseconds kPrePingMaxTimeout{1000};
 
 const char* const kSetStatementTimeout = "SELECT set_config('statement_timeout', $1, true)";
+const char* const kPrePing = "SELECT 1";
 
 void initTimer(uv_loop_t* loop, uvx::OwnedHandle<uv_timer_t>& timer, void* owner) {
   uv_timer_init(loop, timer.get());
@@ -74,10 +77,15 @@ struct Pool::Op {
   resilience::RetryState retry;
   uint64_t waitDeadlineMs = 0;
   uint64_t acquireStartNs = 0;  // for PoolHooks::onCheckout
+  obs::trace::SpanParent parent;  // the request span current at run()
+  obs::trace::Span pingSpan;      // the pre-ping in flight, when traced
 };
 
 Pool::Pool(uv_loop_t* loop, PoolSettings settings)
-    : loop_(loop), settings_(std::move(settings)), alive_(std::make_shared<bool>(true)) {
+    : loop_(loop),
+      settings_(std::move(settings)),
+      peer_(dbPeerFromConninfo(settings_.conninfo)),
+      alive_(std::make_shared<bool>(true)) {
   settings_.poolSize = std::max(settings_.poolSize, 1);
   settings_.maxOverflow = std::max(settings_.maxOverflow, 0);
   settings_.maxAttempts = std::max(settings_.maxAttempts, 1);
@@ -116,6 +124,7 @@ void Pool::run(Transaction tx, Callback cb) {
   // finish within one more wait and one more statement.
   auto deadline = std::chrono::steady_clock::now() + 2 * (settings_.poolTimeout + settings_.statementTimeout);
   auto op = std::make_shared<Op>(std::move(tx), std::move(cb), resilience::RetryState(policy, deadline));
+  op->parent = obs::trace::SpanParent::current();
   op->retry.beginTry();
   acquire(op);
 }
@@ -200,7 +209,18 @@ void Pool::prePingThenExecute(const std::shared_ptr<Op>& op, Slot* slot) {
   ++counters_.prePings;
   ++counters_.statements;
   auto timeout = std::min(settings_.connectTimeout, kPrePingMaxTimeout);
-  slot->conn->query("SELECT 1", timeout, [this, op, slot](PgQueryResult r) {
+  if (op->parent.recording()) {
+    op->pingSpan = op->parent.startChild("SELECT", obs::trace::SpanKind::Client);
+    describeStatementSpan(op->pingSpan, peer_, kPrePing);
+  }
+  slot->conn->query(kPrePing, timeout, [this, op, slot](PgQueryResult r) {
+    if (op->pingSpan.recording()) {
+      if (!r.ok()) {
+        failStatementSpan(op->pingSpan, r.error.kind == PgErrorKind::QueryTimeout ? "timeout" : "connection_lost",
+                          r.error.sqlState, pgErrorKindName(r.error.kind));
+      }
+      op->pingSpan.end();
+    }
     if (closed_) {
       TxResult out;
       out.error = makeError(DbErrorKind::Closed, "database pool closed");
@@ -237,13 +257,53 @@ void Pool::execute(const std::shared_ptr<Op>& op, Slot* slot) {
   const auto timeout = std::chrono::milliseconds(settings_.statementTimeout.count() *
                                                      static_cast<int64_t>(std::max<size_t>(sent - 1, 1)) +
                                                  static_cast<int64_t>(kClientTimeoutMarginMs));
+  const bool traced = op->parent.recording();
+  const uint64_t sentUnixNs = traced ? obs::trace::nowUnixNanos() : 0;
   const uint64_t startedNs = uv_hrtime();
-  slot->conn->pipeline(std::move(statements), timeout, [this, op, slot, startedNs, sent](PgQueryResult r) {
-    onExecuted(op, slot, std::move(r), startedNs, sent);
-  });
+  slot->conn->pipeline(
+      std::move(statements), timeout,
+      [this, op, slot, startedNs, sent, sentUnixNs](PgQueryResult r) {
+        onExecuted(op, slot, std::move(r), startedNs, sent, sentUnixNs);
+      },
+      traced ? StatementTimes::Record : StatementTimes::Skip);
 }
 
-void Pool::onExecuted(const std::shared_ptr<Op>& op, Slot* slot, PgQueryResult r, uint64_t startedNs, size_t sent) {
+void Pool::traceStatements(const Op& op, const PgQueryResult& r, uint64_t startedNs, uint64_t sentUnixNs) const {
+  namespace tr = obs::trace;
+  const size_t count = op.tx.statements.size() + 1;  // set_config first
+  const uint64_t nowUnix = tr::nowUnixNanos();
+  const PgError& e = r.error;
+  // Why statements without a result got none.
+  const char* lostType = e.kind == PgErrorKind::QueryTimeout ? "timeout"
+                         : e.kind == PgErrorKind::Closed     ? "closed"
+                                                             : "connection_lost";
+  for (size_t i = 0; i < count; ++i) {
+    const std::string_view sql = i == 0 ? std::string_view(kSetStatementTimeout) : op.tx.statements[i - 1].sql;
+    tr::Span span = op.parent.startChild("postgresql", tr::SpanKind::Client, sentUnixNs);
+    describeStatementSpan(span, peer_, sql);
+    const uint64_t doneNs = i < r.statementDoneNs.size() ? r.statementDoneNs[i] : 0;
+    if (!e.ok()) {
+      const int failed = r.failedStatement;
+      if (failed >= 0 && i == static_cast<size_t>(failed)) {
+        // The server's message may quote a value ("invalid input syntax for type bigint: ..."):
+        // the span says what failed, not with what.
+        failStatementSpan(span, e.sqlState.empty() ? std::string_view("server_error") : std::string_view(e.sqlState),
+                          e.sqlState, e.sqlState == "57014" ? "statement timeout" : pgErrorKindName(e.kind));
+      } else if (failed >= 0 && i > static_cast<size_t>(failed)) {
+        failStatementSpan(span, "skipped", {}, "not run: an earlier statement of the transaction failed");
+      } else if (failed < 0 && doneNs == 0) {
+        failStatementSpan(span, lostType, e.sqlState, pgErrorKindName(e.kind));
+      }
+    }
+    span.end(doneNs != 0 && doneNs >= startedNs ? sentUnixNs + (doneNs - startedNs) : nowUnix);
+  }
+}
+
+void Pool::onExecuted(const std::shared_ptr<Op>& op, Slot* slot, PgQueryResult r, uint64_t startedNs, size_t sent,
+                      uint64_t sentUnixNs) {
+  if (op->parent.recording()) {
+    traceStatements(*op, r, startedNs, sentUnixNs);
+  }
   if (closed_) {
     TxResult out;
     out.error = makeError(DbErrorKind::Closed, "database pool closed");
@@ -342,9 +402,18 @@ void Pool::finish(const std::shared_ptr<Op>& op, TxResult result) {
   ++counters_.transactions;
   Callback cb = std::move(op->cb);
   op->cb = nullptr;
-  if (cb) {
-    cb(std::move(result));
+  if (!cb) {
+    return;
   }
+  if (op->parent.context().valid()) {
+    // What the callback submits next belongs to the same request. (`hold`: the scope points into
+    // op, which must outlive the callback whatever it does to the pool's queues.)
+    const std::shared_ptr<Op> hold = op;
+    obs::trace::CurrentSpanScope scope(hold->parent);
+    cb(std::move(result));
+    return;
+  }
+  cb(std::move(result));
 }
 
 void Pool::release(Slot* slot) {

@@ -49,6 +49,13 @@
 // Every finished transaction is also logged at debug level with its statement count ("db
 // transaction"), and stats() counts statements sent.
 //
+// Tracing (db_trace.h): run() captures the calling thread's current span
+// (obs::trace::SpanParent::current()). When that span is sampled, every statement sent for the
+// transaction -- pre-ping, set_config, the route's statements, again on each retry -- becomes a
+// CLIENT span under it; otherwise nothing is recorded (no clock reads, no allocation). The
+// callback runs inside CurrentSpanScope(captured parent), so what it submits next (a Redis
+// command, another transaction) is parented to the same request span.
+//
 // Threading: one loop, one pool; every method and callback runs on the loop thread.
 #include <uv.h>
 
@@ -64,6 +71,7 @@
 
 #include "common/config/app_config.h"
 #include "common/uv/handle.h"
+#include "upstream_app/db/db_trace.h"
 #include "upstream_app/db/pg_connection.h"
 
 namespace app::db {
@@ -188,7 +196,10 @@ class Pool {
   void openFor(const std::shared_ptr<Op>& op);
   void prePingThenExecute(const std::shared_ptr<Op>& op, Slot* slot);
   void execute(const std::shared_ptr<Op>& op, Slot* slot);
-  void onExecuted(const std::shared_ptr<Op>& op, Slot* slot, PgQueryResult r, uint64_t startedMs, size_t sent);
+  void onExecuted(const std::shared_ptr<Op>& op, Slot* slot, PgQueryResult r, uint64_t startedNs, size_t sent,
+                  uint64_t sentUnixNs);
+  // One span per statement of the try that just ended (only when op's parent is sampled).
+  void traceStatements(const Op& op, const PgQueryResult& r, uint64_t startedNs, uint64_t sentUnixNs) const;
   // A try failed; retries after a backoff when allowed, else finishes op with `error`.
   void retryOrFail(const std::shared_ptr<Op>& op, DbError error, bool retryable);
   void finish(const std::shared_ptr<Op>& op, TxResult result);
@@ -219,6 +230,7 @@ class Pool {
   bool closed_ = false;
   PoolStats counters_;
   PoolHooks hooks_;
+  DbPeer peer_;  // span attributes: server.address/port, db.namespace
   std::shared_ptr<bool> alive_;
 };
 

@@ -6,6 +6,9 @@
 #include <chrono>
 
 #include "common/obs/log.h"
+#include "common/obs/trace/context.h"
+#include "common/obs/trace/log_context.h"
+#include "common/obs/trace/semconv.h"
 #include "common/resilience/backoff.h"
 
 namespace app::shipping {
@@ -179,6 +182,12 @@ ShippingShared::ShippingShared(const cfg::ShippingConfig& config, algo::NowFn no
   } else {
     usable_ = true;
     pathPrefix_ = url->pathPrefix;
+    host_ = url->host;
+    port_ = url->port;
+    baseUrl_ = config.base_url;
+    while (!baseUrl_.empty() && baseUrl_.back() == '/') {
+      baseUrl_.pop_back();
+    }
     const bool v6 = url->host.find(':') != std::string::npos;
     poolSettings_.hostHeader = (v6 ? "[" + url->host + "]" : url->host);
     if (url->port != 80) {
@@ -220,10 +229,16 @@ class ShippingClient::Call : public http::ClientUser {
         cb_(std::move(cb)),
         retry_(resilience::BackoffPolicy::fromConfig(client.shared_.config().retry),
                algo::SteadyClock::now() + kNoDeadline),
-        timer_(client.loop_, [this] { startTry(); }) {
+        timer_(client.loop_, [this] { startTry(); }),
+        parent_(obs::trace::SpanParent::current()),
+        id_(id) {
+    // Without trace context the head is complete here; with it, each try adds its traceparent.
     request_ = "GET " + shared_.pathPrefix() + "/shipments/" + std::to_string(id) +
                " HTTP/1.1\r\nHost: " + shared_.poolSettings().hostHeader +
-               "\r\nAccept: application/json\r\nUser-Agent: upstream_app\r\n\r\n";
+               "\r\nAccept: application/json\r\nUser-Agent: upstream_app\r\n";
+    if (!parent_.context().valid()) {
+      request_.append("\r\n");
+    }
   }
 
   // The first try starts on the next loop turn, so the callback never runs inside fetch().
@@ -232,6 +247,7 @@ class ShippingClient::Call : public http::ClientUser {
   // Shutdown: no callback.
   void drop() {
     done_ = true;
+    endTrySpan(0, "cancelled");
     timer_.stop();
     client_.pool_->cancel(this);
     if (conn_ != nullptr) {
@@ -243,7 +259,19 @@ class ShippingClient::Call : public http::ClientUser {
 
   void onUpstreamReady(http::ClientConnection& conn) override {
     conn_ = &conn;
-    conn.send(request_);
+    if (!parent_.context().valid()) {
+      conn.send(request_);
+    } else {
+      // This try's span when it records, else the request's context (sampled flag 0).
+      const obs::trace::SpanContext& ctx = trySpan_.context().valid() ? trySpan_.context() : parent_.context();
+      std::string head = request_;
+      head.append("traceparent: ").append(obs::trace::formatTraceparent(ctx).view()).append("\r\n");
+      if (!parent_.tracestate().empty()) {
+        head.append("tracestate: ").append(parent_.tracestate()).append("\r\n");
+      }
+      head.append("\r\n");
+      conn.send(head);
+    }
     conn.requestSent();
   }
 
@@ -274,6 +302,7 @@ class ShippingClient::Call : public http::ClientUser {
       tryFailed({TryOutcome::Protocol, resilience::FailureKind::Reset, 0}, "answer is not JSON");
       return;
     }
+    endTrySpan(status_, nullptr);
     if (status_ >= 500) {
       tryFailed({TryOutcome::ServerError, resilience::FailureKind::None, status_}, "status " + std::to_string(status_));
       return;
@@ -319,6 +348,7 @@ class ShippingClient::Call : public http::ClientUser {
     status_ = 0;
     body_.clear();
     tryStart_ = algo::SteadyClock::now();
+    startTrySpan();
     client_.pool_->acquire(this);  // may call back synchronously (idle connection, refused connect)
   }
 
@@ -330,7 +360,37 @@ class ShippingClient::Call : public http::ClientUser {
     }
   }
 
+  void startTrySpan() {
+    if (!parent_.recording()) {
+      return;
+    }
+    namespace tr = obs::trace;
+    trySpan_ = parent_.startChild("GET", tr::SpanKind::Client);
+    trySpan_.setString(tr::attr::kHttpRequestMethod, "GET")
+        .setString(tr::attr::kServerAddress, shared_.host())
+        .setInt(tr::attr::kServerPort, shared_.port())
+        .setString(tr::attr::kUrlFull, shared_.baseUrl() + "/shipments/" + std::to_string(id_));
+    if (tries_ > 1) {
+      trySpan_.setInt("http.request.resend_count", tries_ - 1);
+    }
+  }
+
+  // Ends the current try's span (if any) with the answer's status, or `failure` as error.type.
+  void endTrySpan(int status, const char* failure) {
+    if (!trySpan_.recording()) {
+      return;
+    }
+    obs::trace::setHttpResponseStatus(trySpan_, status);
+    if (failure != nullptr) {
+      obs::trace::setSpanFailure(trySpan_, failure);
+    }
+    trySpan_.end();
+  }
+
   void tryFailed(TryResult r, std::string detail) {
+    // An HTTP answer's span error is its status code (setHttpResponseStatus); others name the outcome.
+    endTrySpan(r.status != 0 ? r.status : status_,
+               r.outcome == TryOutcome::ServerError ? nullptr : tryOutcomeName(r.outcome));
     observeTry(r.outcome);
     lastFailure_ = detail;
     if (r.outcome == TryOutcome::PoolTimeout) {
@@ -366,10 +426,17 @@ class ShippingClient::Call : public http::ClientUser {
       res.body = std::move(body_);
     }
     Callback cb = std::move(cb_);
+    const obs::trace::SpanParent parent = parent_;
     client_.retire(this);  // deleted on the next loop turn, never inside one of its callbacks
-    if (cb) {
-      cb(std::move(res));
+    if (!cb) {
+      return;
     }
+    if (parent.context().valid()) {
+      obs::trace::CurrentSpanScope scope(parent);  // the route's next steps stay in the trace
+      cb(std::move(res));
+      return;
+    }
+    cb(std::move(res));
   }
 
   ShippingClient& client_;
@@ -386,6 +453,9 @@ class ShippingClient::Call : public http::ClientUser {
   std::string lastFailure_;
   algo::TimePoint tryStart_{};
   bool done_ = false;
+  obs::trace::SpanParent parent_;  // the request span current at fetch()
+  obs::trace::Span trySpan_;       // the try in flight, when the request is sampled
+  int64_t id_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------

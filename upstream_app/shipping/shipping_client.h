@@ -35,6 +35,13 @@
 //   Unusable    503 "shipping unavailable": base_url is not plain http or did not resolve
 //               (logged once at startup)
 //
+// Tracing: fetch() captures the calling thread's current span (obs::trace::SpanParent). Each try
+// sends a W3C `traceparent` (and `tracestate`): when the request is sampled, that of a CLIENT span
+// per try (http.request.method, server.address/port, url.full, http.request.resend_count,
+// http.response.status_code; Error on 4xx/5xx and on failures without an answer, error.type =
+// the try outcome); otherwise the request span's own context, so the service follows our
+// sampling decision. The callback runs inside CurrentSpanScope(parent).
+//
 // Threading: ShippingShared may be used from every loop (breaker: mutex; counters: atomics);
 // a ShippingClient only on its loop.
 #include <uv.h>
@@ -125,6 +132,11 @@ class ShippingShared {
   const http::PoolSettings& poolSettings() const { return poolSettings_; }
   http::PoolStats& poolStats() { return poolStats_; }
   const std::string& pathPrefix() const { return pathPrefix_; }
+  // base_url's host and port (span attributes server.address / server.port), and base_url
+  // without a trailing '/' (url.full is it + "/shipments/<id>").
+  const std::string& host() const { return host_; }
+  uint16_t port() const { return port_; }
+  const std::string& baseUrl() const { return baseUrl_; }
   ShippingMetrics& metrics() { return metrics_; }
   void setMetrics(ShippingMetrics m) { metrics_ = std::move(m); }
 
@@ -139,6 +151,9 @@ class ShippingShared {
   http::PoolSettings poolSettings_;
   http::PoolStats poolStats_;
   std::string pathPrefix_;
+  std::string host_;
+  uint16_t port_ = 0;
+  std::string baseUrl_;
   ShippingMetrics metrics_;
 };
 

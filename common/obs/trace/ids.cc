@@ -2,15 +2,18 @@
 
 #include <sys/random.h>
 
+#if defined(__SSE2__) && defined(__x86_64__)
+#include <emmintrin.h>
+#endif
+
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <functional>
 #include <thread>
 
 namespace obs::trace {
 namespace {
-
-constexpr char kHexDigits[] = "0123456789abcdef";
 
 // -1 for anything but 0-9 a-f.
 int hexValue(char c) {
@@ -23,12 +26,38 @@ int hexValue(char c) {
   return -1;
 }
 
+// 64 bits -> 16 lowercase hex digits without a loop: every request formats a traceparent (and
+// its log ids), so this is on the hot path even when nothing is sampled. Each nibble gets a byte
+// of its own, becomes '0' + n, plus 39 for n >= 10 to land on 'a'.
+#if defined(__SSE2__) && defined(__x86_64__)
 void writeHex64(uint64_t v, char* out) {
-  for (int i = 15; i >= 0; --i) {
-    out[i] = kHexDigits[v & 0xF];
-    v >>= 4;
-  }
+  const __m128i bytes = _mm_cvtsi64_si128(static_cast<long long>(__builtin_bswap64(v)));  // MSB first
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
+  const __m128i lo = _mm_and_si128(bytes, low4);
+  const __m128i nibbles = _mm_unpacklo_epi8(hi, lo);  // hi0 lo0 hi1 lo1 ...
+  const __m128i letters = _mm_and_si128(_mm_cmpgt_epi8(nibbles, _mm_set1_epi8(9)), _mm_set1_epi8(39));
+  const __m128i ascii = _mm_add_epi8(_mm_add_epi8(nibbles, _mm_set1_epi8('0')), letters);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), ascii);
 }
+#else
+// SWAR: the least significant nibble is spread into the lowest byte, and the bytes are reversed
+// at the end so the most significant digit comes first.
+void writeHex32(uint64_t x, char* out) {
+  x = ((x & 0xFFFF0000ULL) << 16) | (x & 0x0000FFFFULL);
+  x = ((x & 0x0000FF000000FF00ULL) << 8) | (x & 0x000000FF000000FFULL);
+  x = ((x & 0x00F000F000F000F0ULL) << 4) | (x & 0x000F000F000F000FULL);
+  const uint64_t letters = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
+  x += 0x3030303030303030ULL + letters * 39;
+  x = __builtin_bswap64(x);
+  std::memcpy(out, &x, 8);
+}
+
+void writeHex64(uint64_t v, char* out) {
+  writeHex32(v >> 32, out);
+  writeHex32(v & 0xFFFFFFFFULL, out + 8);
+}
+#endif
 
 bool parseHex64(const char* text, uint64_t& out) {
   uint64_t v = 0;

@@ -20,9 +20,15 @@ inline constexpr std::string_view kClientAddress = "client.address";
 inline constexpr std::string_view kNetworkPeerAddress = "network.peer.address";
 inline constexpr std::string_view kNetworkPeerPort = "network.peer.port";
 inline constexpr std::string_view kUserAgentOriginal = "user_agent.original";
-inline constexpr std::string_view kDbSystem = "db.system";        // "postgresql", "redis"
-inline constexpr std::string_view kDbStatement = "db.statement";  // with $1 placeholders, never values
-inline constexpr std::string_view kDbOperation = "db.operation";  // "SELECT", "EVALSHA"
+// Database client spans (semantic conventions v1.26+, "db.*" stable names).
+inline constexpr std::string_view kDbSystem = "db.system";                 // "postgresql", "redis"
+inline constexpr std::string_view kDbOperationName = "db.operation.name";  // "SELECT", "EVAL"
+inline constexpr std::string_view kDbQueryText = "db.query.text";  // $1 placeholders / "?", never values
+inline constexpr std::string_view kDbNamespace = "db.namespace";   // database name; Redis: db index
+inline constexpr std::string_view kDbResponseStatusCode = "db.response.status_code";  // SQLSTATE, Redis error prefix
+// Their pre-1.26 names, for collectors that still map them.
+inline constexpr std::string_view kDbStatement = "db.statement";
+inline constexpr std::string_view kDbOperation = "db.operation";
 inline constexpr std::string_view kErrorType = "error.type";
 
 }  // namespace attr

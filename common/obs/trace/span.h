@@ -130,6 +130,9 @@ class Span {
 
   // The recorded data (nullptr when not recording); for tests and the tracer.
   const SpanData* data() const { return data_.get(); }
+  // The tracer recording this span, nullptr when not recording: children of a recording span are
+  // made by the same tracer (SpanParent).
+  Tracer* tracer() const { return data_ ? tracer_ : nullptr; }
 
  private:
   friend class Tracer;

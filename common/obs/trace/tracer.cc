@@ -14,6 +14,10 @@ Tracer::Tracer(const cfg::TracingConfig& config, ExportOptions options)
   if (!enabled_) {
     return;
   }
+  if (options_.sink) {
+    sinkOnly_ = true;
+    return;
+  }
   HttpEndpoint endpoint;
   std::string error;
   if (!parseHttpEndpoint(config.otlp_endpoint, endpoint, error)) {
@@ -57,7 +61,7 @@ Span Tracer::makeSpan(std::string_view name, SpanKind kind, const SpanContext* p
   ctx.traceId = hasParent ? parent->traceId : newTraceId();
   ctx.spanId = newSpanId();
   ctx.flags = sampler_.shouldSample(hasParent ? parent : nullptr, ctx.traceId) ? kFlagSampled : 0;
-  if (!ctx.sampled() || !exporter_ || stopped_.load(std::memory_order_relaxed)) {
+  if (!ctx.sampled() || !exporting() || stopped_.load(std::memory_order_relaxed)) {
     return Span(ctx, kind, nullptr, nullptr);  // propagated and logged, never recorded
   }
   auto data = std::make_unique<SpanData>();
@@ -89,6 +93,10 @@ Span Tracer::startSpan(std::string_view name, SpanKind kind, const SpanContext& 
 
 void Tracer::submit(std::unique_ptr<SpanData> span) {
   if (!span) {
+    return;
+  }
+  if (sinkOnly_) {
+    options_.sink(std::move(span));
     return;
   }
   if (!queue_) {

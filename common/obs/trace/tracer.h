@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string_view>
 
@@ -45,6 +46,10 @@ struct ExportOptions {
   double dropWatermark = 0.75;
   std::chrono::milliseconds connectTimeout{1000};
   std::chrono::milliseconds requestTimeout{10000};  // write and response timeouts of one POST
+  // Tests: when set (and tracing is enabled), sampled spans are recorded and each ended one is
+  // handed to this function, on the thread that ended it, instead of the export queue; no
+  // exporter thread starts and otlp_endpoint is not used.
+  std::function<void(std::unique_ptr<SpanData>)> sink;
 };
 
 // Counts since start, for metrics. All spans the tracer recorded end up in exactly one of
@@ -88,8 +93,9 @@ class Tracer {
   Tracer& operator=(const Tracer&) = delete;
 
   bool enabled() const { return enabled_; }
-  // True when sampled spans are recorded and exported (an exporter thread was started).
-  bool exporting() const { return exporter_ != nullptr; }
+  // True when sampled spans are recorded and exported (an exporter thread was started, or a
+  // test sink takes them).
+  bool exporting() const { return exporter_ != nullptr || sinkOnly_; }
   const Sampler& sampler() const { return sampler_; }
 
   // A SERVER span for an incoming request: a child of `parent` when it is valid (same trace id,
@@ -126,6 +132,7 @@ class Tracer {
   void drainQueue();
 
   bool enabled_ = false;
+  bool sinkOnly_ = false;  // ExportOptions::sink set
   std::atomic<bool> stopped_{false};  // shutdown() ran: nothing more is recorded or queued
   Sampler sampler_;
   ExportOptions options_;
