@@ -4,11 +4,13 @@
 # its properties, including on the saved regression inputs.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default 60 s, every target)
+#   scripts/fuzz.sh 0 [TARGET...]                        (replay the regressions only)
 #
 # Per target, in this order:
 #   1. every file in tests/fuzz/regressions/<target>/ is replayed once (past crashes stay fixed);
 #   2. libFuzzer runs for SECONDS_PER_TARGET on the seeds in tests/fuzz/corpus/<target>/ plus the
-#      corpus it grew on earlier runs (build-fuzz/corpus/<target>/, kept between runs).
+#      corpus it grew on earlier runs (build-fuzz/corpus/<target>/, kept between runs); skipped
+#      when SECONDS_PER_TARGET is 0 (libFuzzer would take -max_total_time=0 as "no limit").
 # Targets run FUZZ_JOBS at a time (default: the CPU count). A crash input is left in
 # build-fuzz/artifacts/<target>/; copy it to tests/fuzz/regressions/<target>/ when reporting it.
 # The table at the end (also in build-fuzz/fuzz-summary.txt) gives executions, execs/s and
@@ -22,6 +24,10 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
+if ! [[ "$SECONDS_PER_TARGET" =~ ^[0-9]+$ ]]; then
+  echo "fuzz.sh: SECONDS_PER_TARGET must be a whole number, got '$SECONDS_PER_TARGET'" >&2
+  exit 2
+fi
 BUILD="${FUZZ_BUILD_DIR:-build-fuzz}"
 JOBS="${FUZZ_JOBS:-$(nproc)}"
 export CC="${CC:-clang}" CXX="${CXX:-clang++}"
@@ -32,25 +38,21 @@ if ! command -v "$CXX" >/dev/null; then
   exit 2
 fi
 
-# Configure once. The top-level CMakeLists.txt includes tests/fuzz with -DFUZZ=ON; until it has
-# that option, a project-include hook adds the directory (see tests/fuzz/include_without_option.cmake).
-if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
-  if grep -q 'option(FUZZ' CMakeLists.txt; then
-    hook=(-DFUZZ=ON)
-  else
-    hook=(-DCMAKE_PROJECT_INCLUDE="$REPO/tests/fuzz/include_without_option.cmake")
-  fi
-  # -O1 and line tables only: half the compile time of -O2 -g, and still symbolized stack traces.
-  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+# Configure once (again when an older build directory lacks -DFUZZ=ON).
+# -O1 and line tables only: half the compile time of -O2 -g, and still symbolized stack traces.
+if ! grep -qx 'FUZZ:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null; then
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFUZZ=ON -UCMAKE_PROJECT_INCLUDE \
     -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" "${hook[@]}" >/dev/null
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" >/dev/null
 fi
 echo "== building fuzz targets in $BUILD"
-cmake --build "$BUILD" --target fuzz_all -j "$(nproc)" 2>&1 | grep -E "error|warning|Linking" || true
-if [[ ${PIPESTATUS[0]} -ne 0 ]]; then
-  cmake --build "$BUILD" --target fuzz_all -j 1  # show the error in full
+mkdir -p "$BUILD"
+if ! cmake --build "$BUILD" --target fuzz_all -j "$(nproc)" >"$BUILD/fuzz-build.log" 2>&1; then
+  grep -E "error|Error" "$BUILD/fuzz-build.log" | head -40 >&2
+  echo "fuzz.sh: build failed (full log: $BUILD/fuzz-build.log)" >&2
   exit 2
 fi
+grep -E "warning|Linking" "$BUILD/fuzz-build.log" || true
 build_done=$(date +%s)
 
 if [[ $# -gt 0 ]]; then
@@ -98,11 +100,16 @@ run_target() {
   if compgen -G "$regressions/*" >/dev/null; then
     local input
     for input in "$regressions"/*; do
+      echo "REGRESSION: $input" >>"$log"
       if ! env -u FUZZ_IGNORE "$bin" -runs=1 -timeout=10 -rss_limit_mb=2048 "$input" >>"$log" 2>&1; then
         echo "REGRESSION FAILED: $input" >>"$log"
         regression_failed=1
       fi
     done
+  fi
+  if [[ "$SECONDS_PER_TARGET" -eq 0 ]]; then
+    if [[ $regression_failed -ne 0 ]]; then echo "regression" >"$status"; else echo "ok" >"$status"; fi
+    return
   fi
   local corpus="$BUILD/corpus/$t"
   local artifacts="$BUILD/artifacts/$t"
@@ -115,19 +122,20 @@ run_target() {
   dict=$(dict_for "$t")
   [[ -n "$dict" && -f "$dict" ]] && args+=(-dict="$dict")
   # shellcheck disable=SC2086
-  if timeout $((SECONDS_PER_TARGET + 120)) "$bin" "${args[@]}" ${FUZZ_EXTRA_ARGS:-} "$corpus" \
-       $( [[ -d "$seeds" ]] && echo "$seeds" ) >>"$log" 2>&1; then
-    local result=ok
-  else
-    result=crash
-  fi
+  local result=ok
+  timeout $((SECONDS_PER_TARGET + 120)) "$bin" "${args[@]}" ${FUZZ_EXTRA_ARGS:-} "$corpus" \
+    $( [[ -d "$seeds" ]] && echo "$seeds" ) >>"$log" 2>&1 || result=$([[ $? -eq 124 ]] && echo hung || echo crash)
   if [[ $regression_failed -ne 0 ]]; then
     result="regression+$result"
   fi
   echo "$result" >"$status"
 }
 
-echo "== running ${#targets[@]} targets for ${SECONDS_PER_TARGET}s each, $JOBS at a time"
+if [[ "$SECONDS_PER_TARGET" -eq 0 ]]; then
+  echo "== replaying the regressions of ${#targets[@]} targets, $JOBS at a time"
+else
+  echo "== running ${#targets[@]} targets for ${SECONDS_PER_TARGET}s each, $JOBS at a time"
+fi
 running=0
 for t in "${targets[@]}"; do
   run_target "$t" &
@@ -167,5 +175,11 @@ for t in "${targets[@]}"; do
   fi
 done
 total=$(awk 'NR > 1 && $3 ~ /^[0-9]+$/ { s += $3 } END { print s + 0 }' "$summary")
-echo "fuzz.sh: $total executions in total; build $((build_done - start))s, run $(( $(date +%s) - build_done ))s"
+replayed=0
+for t in "${targets[@]}"; do
+  n=$(grep -c '^REGRESSION: ' "$logs/$t.log" 2>/dev/null || true)
+  replayed=$((replayed + ${n:-0}))
+done
+echo "fuzz.sh: $replayed regression inputs replayed, $total executions of fuzzing in total;" \
+  "build $((build_done - start))s, run $(( $(date +%s) - build_done ))s"
 exit $failed

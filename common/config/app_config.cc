@@ -706,14 +706,14 @@ LoadResult loadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     LoadResult result;
-    result.errors.push_back(path + ": cannot open the file: " + std::strerror(errno));
+    result.errors.push_back(detail::escapeControl(path) + ": cannot open the file: " + std::strerror(errno));
     return result;
   }
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) {
     LoadResult result;
-    result.errors.push_back(path + ": cannot read the file: " + std::strerror(errno));
+    result.errors.push_back(detail::escapeControl(path) + ": cannot read the file: " + std::strerror(errno));
     return result;
   }
   return loadString(text.str(), path, processEnv);

@@ -16,15 +16,18 @@ void ErrorSink::error(int line, const std::string& path, const std::string& mess
   if (line > 0 && suppressed_.count(line) != 0) {
     return;
   }
-  std::string text = fileName_;
+  // Keys, scalars quoted in messages and yaml-cpp's own texts come from the file and may hold
+  // line breaks or terminal escapes ("bad\nkey" in a flow map); escaped, every error stays the
+  // one line that operators and log parsers read as one error.
+  std::string text = escapeControl(fileName_);
   if (line > 0) {
     text += ":" + std::to_string(line);
   }
   text += ": ";
   if (!path.empty()) {
-    text += path + ": ";
+    text += escapeControl(path) + ": ";
   }
-  text += message;
+  text += escapeControl(message);
   errors_.push_back({line, std::move(text)});
 }
 
@@ -75,6 +78,29 @@ std::vector<std::string> ErrorSink::take() {
 }
 
 // ---- helpers ---------------------------------------------------------------
+
+std::string escapeControl(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u != 0x7f) {
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 0xf]);
+    }
+  }
+  return out;
+}
 
 int lineOf(const YAML::Node& node) {
   YAML::Mark mark = node.Mark();

@@ -14,6 +14,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace cfg::detail {
@@ -53,6 +54,10 @@ class ErrorSink {
   std::set<int> suppressed_;
   std::set<std::string> failedPaths_;
 };
+
+// `text` with every ASCII control character written as an escape (\n, \r, \t, \xHH), so
+// that an error message is one line whatever the file held. Other bytes (UTF-8 included) stay.
+std::string escapeControl(std::string_view text);
 
 // 1-based line of a node, or 0 when the node carries no position.
 int lineOf(const YAML::Node& node);

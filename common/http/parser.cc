@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstring>
 
 namespace http {
@@ -33,6 +34,7 @@ bool isToken(std::string_view s) {
 // Index of the first CR, LF or NUL in data[from, limit), or `limit`: the rest of a head line in
 // one pass, eight bytes at a time (a byte-wise loop was the parser's largest cost after llhttp).
 size_t skipOrdinaryBytes(const char* data, size_t from, size_t limit) {
+  static_assert(std::endian::native == std::endian::little, "the eight-byte scan assumes little endian");
   constexpr uint64_t kOnes = 0x0101010101010101ULL;
   constexpr uint64_t kHighs = 0x8080808080808080ULL;
   size_t i = from;
@@ -43,8 +45,10 @@ size_t skipOrdinaryBytes(const char* data, size_t from, size_t limit) {
     const uint64_t lf = w ^ (kOnes * '\n');
     // A byte of x is zero iff (x - 1) borrows into its high bit while x's high bit is clear.
     const uint64_t zero = ((w - kOnes) & ~w) | ((cr - kOnes) & ~cr) | ((lf - kOnes) & ~lf);
-    if ((zero & kHighs) != 0) {
-      break;  // one of these eight bytes (or a false positive after a borrow) needs a look
+    if (const uint64_t hits = zero & kHighs; hits != 0) {
+      // A borrow can only mark bytes above a real match, so the lowest mark is exact (little
+      // endian: the lowest address).
+      return i + static_cast<size_t>(__builtin_ctzll(hits) >> 3);
     }
   }
   while (i < limit && data[i] != '\r' && data[i] != '\n' && data[i] != '\0') {
@@ -114,6 +118,7 @@ void Parser::rebind(Sink* sink, size_t maxHeadBytes) {
   chunkRemaining_ = 0;
   inChunkData_ = false;
   pendingCrlf_ = 0;
+  chunkLinePaused_ = sizeLineOpen_ = inTrailers_ = false;
   std::memset(tail_, 0, sizeof tail_);
   errorStatus_ = 400;
   errorReason_.clear();
@@ -140,7 +145,8 @@ long Parser::scanHead(const char* data, size_t len) {
       ++i;
       if (lineLength_ == 0 && lines_ > 0) {
         headBytes_ += i;
-        return static_cast<long>(i);  // blank line: end of head
+        inTrailers_ = false;
+        return static_cast<long>(i);  // blank line: end of head (or of the trailer section)
       }
       if (lineLength_ > 0) {
         ++lines_;
@@ -190,6 +196,29 @@ bool Parser::checkPendingCrlf(const char* data, size_t len, size_t& checked) {
   return true;
 }
 
+void Parser::startSizeLine(const char* at) {
+  sizeLineOpen_ = true;
+  sizeLineAt_ = at;
+  sizeDigits_ = 0;
+  sizeDigitsEnded_ = false;
+}
+
+bool Parser::countSizeDigits(const char* to) {
+  if (!sizeLineOpen_) {
+    return true;
+  }
+  for (const char* c = sizeLineAt_; c < to && !sizeDigitsEnded_; ++c) {
+    const char x = static_cast<char>(*c | 0x20);
+    if ((*c >= '0' && *c <= '9') || (x >= 'a' && x <= 'f')) {
+      ++sizeDigits_;
+    } else {
+      sizeDigitsEnded_ = true;
+    }
+  }
+  sizeLineAt_ = to;
+  return sizeDigits_ <= 16;
+}
+
 bool Parser::checkChunkDataEnd(const char* after) {
   const size_t available = static_cast<size_t>(feedEnd_ - after);
   pendingCrlf_ = 2;
@@ -209,13 +238,20 @@ void Parser::rememberTail(const char* data, size_t len) {
 
 Parser::Status Parser::feed(const char* data, size_t len, size_t& consumed) {
   consumed = 0;
-  if (!headDone_ && scanHead(data, len) < 0) {
+  if (!headDone_) {
+    const long headBytes = scanHead(data, len);
+    if (headBytes < 0) {
+      return Status::Error;
+    }
+    bodyStart_ = data + headBytes;  // used only if the head ends in this feed
+  } else if (inTrailers_ && scanHead(data, len) < 0) {
     return Status::Error;
   }
   size_t checked = 0;
   if (pendingCrlf_ > 0 && !checkPendingCrlf(data, len, checked)) {
     return fail(400, "chunk data not followed by CRLF");
   }
+  sizeLineAt_ = data + checked;  // a chunk-size line still open goes on here
   feedEnd_ = data + len;
   llhttp_errno_t err = llhttp_execute(&parser_, data, len);
   while (err == HPE_PAUSED && chunkLinePaused_) {
@@ -225,6 +261,22 @@ Parser::Status Parser::feed(const char* data, size_t len, size_t& consumed) {
     if (next[-1] != '\n') {
       return fail(400, "chunk size line not ended by CRLF");
     }
+    if (!countSizeDigits(next)) {
+      return fail(400, "chunk size of more than 16 hex digits");
+    }
+    sizeLineOpen_ = false;
+    if (lastChunk_) {
+      // The trailer section follows; llhttp reads its lines as loosely as a head's (any byte
+      // after a CR ends a line), so the same scanner checks it (found by the
+      // http_response_parser fuzzer).
+      inTrailers_ = true;
+      headBytes_ = lineLength_ = 0;
+      lines_ = 1;  // the first empty line ends the section
+      sawCR_ = false;
+      if (scanHead(next, static_cast<size_t>(feedEnd_ - next)) < 0) {
+        return Status::Error;
+      }
+    }
     llhttp_resume(&parser_);
     err = llhttp_execute(&parser_, next, static_cast<size_t>(feedEnd_ - next));
   }
@@ -233,6 +285,9 @@ Parser::Status Parser::feed(const char* data, size_t len, size_t& consumed) {
   }
   switch (err) {
     case HPE_OK:
+      if (!countSizeDigits(feedEnd_)) {
+        return fail(400, "chunk size of more than 16 hex digits");
+      }
       consumed = len;
       rememberTail(data, len);
       return Status::Ok;
@@ -267,6 +322,7 @@ void Parser::resume() {
   chunkRemaining_ = 0;
   inChunkData_ = false;
   chunkLinePaused_ = false;
+  sizeLineOpen_ = inTrailers_ = false;
   pendingCrlf_ = 0;
   inMessage_ = false;
   headDone_ = false;
@@ -477,6 +533,9 @@ int Parser::onHeadersComplete(llhttp_t* p) {
     s->stopped_ = true;
     return -1;
   }
+  if (h.body == BodyKind::Chunked) {
+    s->startSizeLine(s->bodyStart_);
+  }
   return noBody ? 1 : 0;
 }
 
@@ -488,6 +547,7 @@ int Parser::onChunkHeader(llhttp_t* p) {
   // and this callback gets no position: pausing lets feed() look at that byte (found by the
   // http_response_parser fuzzer).
   s->chunkLinePaused_ = true;
+  s->lastChunk_ = p->content_length == 0;
   return HPE_PAUSED;
 }
 
@@ -501,6 +561,9 @@ int Parser::onBody(llhttp_t* p, const char* at, size_t len) {
         s->fail(400, "chunk data not followed by CRLF");
         return HPE_USER;
       }
+      // The next chunk-size line starts after the CRLF (in the next feed when that is split).
+      const char* after = at + len;
+      s->startSizeLine(s->feedEnd_ - after >= 2 ? after + 2 : s->feedEnd_);
     }
   }
   if (!s->sink_->onMessageBody(at, len)) {

@@ -95,6 +95,11 @@ class Parser {
   // and any byte, and a chunked message ended by a bare LF; all are request-smuggling vectors, so
   // the raw bytes are checked here.
   bool checkChunkDataEnd(const char* after);
+  // llhttp counts a chunk size's value, not its digits: "00000000000000000005" is 5 to it, while
+  // a peer that stops at 16 digits reads 0. More than 16 hex digits are refused (as Go's
+  // net/http does). A size line may span feeds, so its digits are counted up to `to` as it comes.
+  void startSizeLine(const char* at);
+  bool countSizeDigits(const char* to);
   bool checkPendingCrlf(const char* data, size_t len, size_t& skip);
   void rememberTail(const char* data, size_t len);
 
@@ -126,6 +131,13 @@ class Parser {
   bool inChunkData_ = false;
   int pendingCrlf_ = 0;  // bytes of "\r\n" after chunk data still to verify in the next feed
   bool chunkLinePaused_ = false;  // llhttp paused at the end of a chunk-size line (onChunkHeader)
+  const char* bodyStart_ = nullptr;  // where the head scanner saw the head end in this feed
+  bool sizeLineOpen_ = false;        // a chunk-size line started and its LF is not consumed yet
+  bool sizeDigitsEnded_ = false;     // the size line's hex digits are all counted
+  int sizeDigits_ = 0;
+  const char* sizeLineAt_ = nullptr;  // where counting goes on in this feed
+  bool lastChunk_ = false;    // the chunk-size line just read was the last chunk's ("0")
+  bool inTrailers_ = false;   // scanning the trailer section with scanHead
   char tail_[4] = {0, 0, 0, 0};  // the last four bytes fed, for the end-of-message check
   int errorStatus_ = 400;
   std::string errorReason_;

@@ -77,10 +77,8 @@ std::string describe(const std::vector<SeenRequest>& list) {
 struct ReferenceSink : http::Parser::Sink {
   std::vector<SeenRequest> requests;
   SeenRequest current;
-  bool headWithoutHost = false;  // only for FUZZ_IGNORE=no-host-forwarded
   bool onMessageHead(http::MessageHead& head) override {
     current = SeenRequest{std::string(head.methodName()), head.target, {}};
-    headWithoutHost = headWithoutHost || head.headers.count("host") == 0;
     return true;
   }
   bool onMessageBody(const char* data, size_t len) override {
@@ -306,12 +304,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   Harness& hx = harness();
   const std::string_view input(reinterpret_cast<const char*>(data), size);
-  // Reported: a request without Host (HTTP/1.0, or the versions of the http-version bug) is
-  // forwarded as HTTP/1.1 without Host, which the next hop refuses
-  // (regressions/gateway_request_path/http10_without_host_forwarded_as_http11).
-  if (fuzz::ignoring("no-host-forwarded") && referenceParse(input, kMaxHeaderBytes).headWithoutHost) {
-    return 0;
-  }
   const uint64_t h = fuzz::hashBytes(data, size);
   hx.origin.received.clear();
   hx.origin.refused = 0;

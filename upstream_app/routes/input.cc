@@ -34,6 +34,20 @@ bool hasNul(const rapidjson::Value& v) {
   return std::string_view(v.GetString(), v.GetStringLength()).find('\0') != std::string_view::npos;
 }
 
+// An unpaired "\uDC00".."\uDFFF" escape passes RapidJSON (kParseValidateEncodingFlag checks raw
+// bytes only) and decodes to ED B0..BF xx, which is not UTF-8: PostgreSQL then refuses the
+// statement (a 500 for a bad request), and the order cannot be written back as JSON. Found by
+// the app_input fuzzer.
+bool hasSurrogate(const rapidjson::Value& v) {
+  const std::string_view s(v.GetString(), v.GetStringLength());
+  for (size_t i = s.find('\xed'); i != std::string_view::npos && i + 1 < s.size(); i = s.find('\xed', i + 1)) {
+    if ((static_cast<unsigned char>(s[i + 1]) & 0xe0) == 0xa0) {
+      return true;  // ED A0..BF: U+D800..U+DFFF
+    }
+  }
+  return false;
+}
+
 // Looks a member up; absent -> nullptr.
 const rapidjson::Value* member(const rapidjson::Value& obj, const char* name) {
   auto it = obj.FindMember(name);
@@ -76,6 +90,9 @@ InputError readString(const rapidjson::Value* v, const std::string& field, bool 
   }
   if (hasNul(*v)) {
     return fail(field, field + " must not contain NUL characters");
+  }
+  if (hasSurrogate(*v)) {
+    return fail(field, field + " must not contain an unpaired UTF-16 surrogate escape");
   }
   out.assign(v->GetString(), v->GetStringLength());
   return {};

@@ -213,6 +213,37 @@ CacheControl parseCacheControl(std::string_view value) {
   return cc;
 }
 
+std::string_view joinedField(const http::HeaderList& headers, std::string_view name, std::string& scratch) {
+  const http::Header* first = nullptr;
+  bool several = false;
+  for (const http::Header& h : headers) {
+    if (http::iequals(h.name, name)) {
+      if (first == nullptr) {
+        first = &h;
+      } else {
+        several = true;
+        break;
+      }
+    }
+  }
+  if (first == nullptr) {
+    return {};
+  }
+  if (!several) {
+    return first->value;
+  }
+  scratch.clear();
+  for (const http::Header& h : headers) {
+    if (http::iequals(h.name, name)) {
+      if (!scratch.empty()) {
+        scratch += ", ";
+      }
+      scratch += h.value;
+    }
+  }
+  return scratch;
+}
+
 std::optional<int64_t> parseHttpDate(std::string_view value) {
   value = http::trim(value);
   int weekday = 0;

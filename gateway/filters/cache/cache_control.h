@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "common/config/app_config.h"
+#include "common/http/headers.h"
 
 namespace gateway::cache {
 
@@ -32,8 +33,17 @@ struct CacheControl {
 
 // Parses one Cache-Control field value. Call it once per header line with the same `into` to
 // combine several lines (as if joined with ", "). Unknown directives are ignored.
+// This is the gateway's one Cache-Control reader: the cache and the compression filter
+// (no-transform) both use it, so they cannot disagree about what a response said. A '"' opens
+// a quoted string only where an argument starts (after '='); a stray one inside a directive
+// name hides nothing that follows the next comma.
 void parseCacheControl(std::string_view value, CacheControl& into);
 CacheControl parseCacheControl(std::string_view value);
+
+// Every `name` line of `headers` (any letter case) joined with ", "
+// (RFC 9110 §5.3), so that a directive on a second line counts. A view of the line itself when
+// there is at most one (no copy), otherwise of `scratch`.
+std::string_view joinedField(const http::HeaderList& headers, std::string_view name, std::string& scratch);
 
 // An HTTP-date (RFC 9110 §5.6.7) as unix seconds: IMF-fixdate
 // ("Sun, 06 Nov 1994 08:49:37 GMT"), and the obsolete RFC 850 and asctime forms recipients

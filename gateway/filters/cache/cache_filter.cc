@@ -60,7 +60,8 @@ class CacheFilter : public HttpFilter {
     if (rule_ == nullptr) {
       return Status::Continue;
     }
-    const std::string_view cc = headerOr(req.headers, "cache-control");
+    std::string ccLines;  // only when the request has several Cache-Control lines
+    const std::string_view cc = cache::joinedField(req.headers, "cache-control", ccLines);
     if (!cache::isCacheableMethod(req.methodName()) || cache::parseCacheControl(cc).noStore) {
       count("bypass");
       rule_ = nullptr;
@@ -103,14 +104,16 @@ class CacheFilter : public HttpFilter {
     const http::MessageHead& req = cb.request();
     cache::ResponseFacts facts;
     facts.status = head.status;
-    facts.cacheControl = headerOr(head.headers, "cache-control");
+    // Every line counts: "private" or "Vary: Cookie" on a second line must still stop storing.
+    std::string ccLines, varyLines, requestCcLines;
+    facts.cacheControl = cache::joinedField(head.headers, "cache-control", ccLines);
     facts.expires = headerOr(head.headers, "expires");
     facts.date = headerOr(head.headers, "date");
     facts.age = headerOr(head.headers, "age");
-    facts.vary = headerOr(head.headers, "vary");
+    facts.vary = cache::joinedField(head.headers, "vary", varyLines);
     facts.hasSetCookie = head.find("set-cookie") != nullptr;
     facts.requestHasAuthorization = req.headers.find("authorization") != nullptr;
-    facts.requestCacheControl = headerOr(req.headers, "cache-control");
+    facts.requestCacheControl = cache::joinedField(req.headers, "cache-control", requestCcLines);
     const cache::Freshness fresh = cache::evaluateStorage(facts, rule_->ttl, std::time(nullptr));
     store_ = fresh.storable && filling_;
     ttl_ = fresh.ttl;

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "common/obs/log.h"
+#include "gateway/filters/cache/cache_control.h"
 #include "gateway/filters/compression/encoder.h"
 #include "gateway/proxy/proxy_handler.h"
 
@@ -22,7 +23,6 @@ class CompressionFilter : public HttpFilter {
   void onResponseHeaders(FilterCallbacks& cb, ResponseHead& head) override {
     const std::string* contentType = head.find("content-type");
     const std::string* contentEncoding = head.find("content-encoding");
-    const std::string* cacheControl = head.find("cache-control");
     compression::ResponseFacts facts;
     facts.requestMethod = cb.request().methodName();
     facts.status = head.status;
@@ -31,7 +31,8 @@ class CompressionFilter : public HttpFilter {
     }
     facts.contentType = contentType != nullptr ? std::string_view(*contentType) : std::string_view();
     facts.contentEncoding = contentEncoding != nullptr ? std::string_view(*contentEncoding) : std::string_view();
-    facts.cacheControl = cacheControl != nullptr ? std::string_view(*cacheControl) : std::string_view();
+    std::string cacheControlLines;  // used only when the response has several Cache-Control lines
+    facts.cacheControl = cache::joinedField(head.headers, "cache-control", cacheControlLines);
     facts.hasContentRange = head.find("content-range") != nullptr;
     if (policy_.shouldCompress(facts, choice_) != compression::Decision::Compress) {
       return;

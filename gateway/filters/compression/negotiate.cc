@@ -1,6 +1,7 @@
 #include "gateway/filters/compression/negotiate.h"
 
 #include "common/http/headers.h"
+#include "gateway/filters/cache/cache_control.h"
 
 namespace gateway::compression {
 namespace {
@@ -80,31 +81,6 @@ int elementWeight(std::string_view params) {
     }
   }
   return kQMax;
-}
-
-// True when a Cache-Control value holds the no-transform directive. Quoted arguments (which
-// may contain commas, e.g. no-cache="a, b") are skipped.
-bool hasNoTransform(std::string_view cacheControl) {
-  size_t i = 0;
-  while (i < cacheControl.size()) {
-    size_t start = i;
-    bool quoted = false;
-    while (i < cacheControl.size() && (quoted || cacheControl[i] != ',')) {
-      if (cacheControl[i] == '"') {
-        quoted = !quoted;
-      } else if (quoted && cacheControl[i] == '\\') {
-        ++i;
-      }
-      ++i;
-    }
-    std::string_view directive = cacheControl.substr(start, i - start);
-    directive = http::trim(directive.substr(0, directive.find('=')));
-    if (http::iequals(directive, "no-transform")) {
-      return true;
-    }
-    ++i;
-  }
-  return false;
 }
 
 }  // namespace
@@ -256,7 +232,10 @@ Decision CompressionPolicy::shouldCompress(const ResponseFacts& facts, const Enc
   if (!contentEncoding.empty() && !http::iequals(contentEncoding, "identity")) {
     return Decision::AlreadyEncoded;
   }
-  if (hasNoTransform(facts.cacheControl)) {
+  // The cache's parser, not one of our own: two readers of the same header disagreed on a stray
+  // '"' (found by the accept_encoding fuzzer), so one filter honoured no-transform and the other
+  // did not.
+  if (cache::parseCacheControl(facts.cacheControl).noTransform) {
     return Decision::NoTransform;
   }
   // An empty body is never worth a coding header, whatever min_size says.

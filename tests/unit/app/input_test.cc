@@ -59,6 +59,11 @@ TEST_CASE("app input: invalid orders name the field") {
       {"{\"customer_id\":1,\"items\":[{\"sku\":\"\",\"quantity\":1,\"unit_price_cents\":1}]}", "items[0].sku"},
       {"{\"customer_id\":1,\"items\":[{\"sku\":7,\"quantity\":1,\"unit_price_cents\":1}]}", "items[0].sku"},
       {"{\"customer_id\":1,\"items\":[{\"sku\":\"a\\u0000b\",\"quantity\":1,\"unit_price_cents\":1}]}", "items[0].sku"},
+      // Unpaired surrogate escapes decode to bytes that are not UTF-8 (found by the app_input
+      // fuzzer, tests/fuzz/regressions/app_input/sku_with_unpaired_surrogate_escape).
+      {"{\"customer_id\":1,\"items\":[{\"sku\":\"BOOK\\udd32-1\",\"quantity\":1,\"unit_price_cents\":1}]}",
+       "items[0].sku"},
+      {"{\"customer_id\":1,\"items\":[{\"sku\":\"\\uDFFF\",\"quantity\":1,\"unit_price_cents\":1}]}", "items[0].sku"},
       {"{\"customer_id\":1,\"items\":[{\"sku\":\"A\",\"unit_price_cents\":1}]}", "items[0].quantity"},
       {"{\"customer_id\":1,\"items\":[{\"sku\":\"A\",\"quantity\":0,\"unit_price_cents\":1}]}", "items[0].quantity"},
       {"{\"customer_id\":1,\"items\":[{\"sku\":\"A\",\"quantity\":-1,\"unit_price_cents\":1}]}", "items[0].quantity"},
@@ -110,6 +115,10 @@ TEST_CASE("app input: article update") {
   CHECK(parseArticleUpdate(R"({"title":"t"})", u).field == "body");
   CHECK(parseArticleUpdate(R"({"title":"t","body":null})", u).field == "body");
   CHECK(parseArticleUpdate(R"({"title":"t","body":["x"]})", u).field == "body");
+  CHECK(parseArticleUpdate(R"({"title":"a\ud800","body":"x"})", u).field == "body");  // no low half: JSON error
+  CHECK(parseArticleUpdate(R"({"title":"t","body":"x\udc00y"})", u).field == "body");
+  CHECK(parseArticleUpdate(R"({"title":"\ud83d\ude00","body":"x"})", u).ok());  // a pair is a character
+  CHECK(u.title == "\xf0\x9f\x98\x80");
   CHECK(parseArticleUpdate("{\"title\":\"t\",\"body\":\"x\"", u).field == "body");
   CHECK(parseArticleUpdate(std::string("{\"title\":\"") + std::string(1001, 'a') + "\",\"body\":\"\"}", u).field ==
         "title");

@@ -413,6 +413,35 @@ TEST_CASE("config file: the shipped conf/app.yaml loads with zero errors and sta
   CHECK(a.upstream_app.tracing.service_name == "upstream-app");
 }
 
+// Found by the config_loader fuzzer (tests/fuzz/regressions/config_loader/unknown_key_with_line_break):
+// a key written as a YAML string may hold a line break, which split the one-line error.
+TEST_CASE("config errors: control characters from the file are escaped, one line per error") {
+  cfg::LoadResult result = load("gateway: {\"bad\\nkey\": 1}\n");
+  CHECK_FALSE(result.config.has_value());
+  CHECK(joined(result.errors) == "t.yaml:1: gateway.bad\\nkey: unknown key\n");
+
+  // Quoted scalars in messages: CR, TAB, ESC and DEL too (a terminal acts on each of them).
+  result = load("gateway:\n  workers: \"a\\rb\\tc\\ed\\x7f\"\n");
+  REQUIRE(result.errors.size() == 1);
+  const std::string& e = result.errors[0];
+  CHECK(e.rfind("t.yaml:2: gateway.workers: ", 0) == 0);
+  CHECK(e.find("\"a\\rb\\tc\\x1bd\\x7f\"") != std::string::npos);
+  for (char c : e) {
+    CHECK((static_cast<unsigned char>(c) >= 0x20 && c != 0x7f));
+  }
+
+  // yaml-cpp's own messages quote the input too; every error still fits on one line.
+  result = load("gateway:\n  \"x\\ny\": [\n");
+  REQUIRE_FALSE(result.errors.empty());
+  for (const std::string& error : result.errors) {
+    CHECK(error.find_first_of("\r\n") == std::string::npos);
+  }
+
+  // A file name with a line break (from the command line) is escaped as well.
+  result = cfg::loadFile("/nonexistent/a\nb.yaml");
+  CHECK(joined(result.errors) == "/nonexistent/a\\nb.yaml: cannot open the file: No such file or directory\n");
+}
+
 TEST_CASE("config file: a missing file is one clear error") {
   cfg::LoadResult result = cfg::loadFile("/nonexistent/app.yaml");
   CHECK_FALSE(result.config.has_value());

@@ -1,6 +1,7 @@
 // http::Parser without sockets: what a proxy must refuse, and how messages are delivered.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,20 @@ TEST_CASE("http parser refuses requests that could be read two ways") {
        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n", 400},
       {"chunked message ended by a bare LF",
        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nGET / HTTP/1.1\r\n\r\n", 400},
+      // llhttp 8.1 takes any byte after the chunk-size line's CR as its LF
+      // (tests/fuzz/regressions/http_response_parser/chunk_size_line_ended_by_cr_and_any_byte).
+      {"chunk-size line ended by CR and a letter",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\rxhello\r\n0\r\n\r\n", 400},
+      {"chunk-size line with an extension ended by CR and a letter",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\rxhello\r\n0\r\n\r\n", 400},
+      {"last-chunk line ended by CR CR",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\r\r\n\r\n", 400},
+      // A peer that stops at 16 digits reads 0 here, llhttp reads 5
+      // (tests/fuzz/regressions/http_response_parser/chunk_size_of_18_hex_digits).
+      {"chunk size of 17 hex digits",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000005\r\nhello\r\n0\r\n\r\n", 400},
+      {"last chunk of 17 zeros",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n00000000000000000\r\n\r\n", 400},
   };
   for (const Case& c : cases) {
     CAPTURE(c.name);
@@ -143,6 +158,49 @@ TEST_CASE("http parser checks chunk framing split at every byte") {
       CHECK(sink.body == "abcde");
     } else {
       CHECK(st == http::Parser::Status::Error);
+    }
+  }
+}
+
+TEST_CASE("http parser checks chunk-size lines in every segmentation, responses too") {
+  const std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  // 16 hex digits with leading zeros are still a size.
+  const std::string good = head + "5;x=y\r\nhello\r\n000000000000000A\r\n0123456789\r\n0\r\nf: v\r\n\r\n";
+  const std::vector<std::string> bad = {
+      head + "0\rf:\r\n\r\n",                                 // CR and any byte end the line
+      head + "5\r\nhello\r\n00000000000000000\r\nf: v\r\n\r\n",  // 17 digits
+      head + "000000000000000005\r\nhello\r\n0\r\n\r\n",           // 18 digits, first chunk
+      // Trailer lines are held to the head's rules (tests/fuzz/regressions/http_response_parser/
+      // bare_cr_in_trailer_line).
+      head + "0\r\nX: a\rb: c\r\n\r\n",                        // bare CR
+      head + "0\r\nX: a\r\n b\r\n\r\n",                       // obsolete line folding
+      head + std::string("0\r\nX: a\0b\r\n\r\n", 13),          // NUL
+  };
+  std::vector<const std::string*> inputs = {&good};
+  for (const std::string& b : bad) {
+    inputs.push_back(&b);
+  }
+  for (const std::string* raw : inputs) {
+    for (size_t piece : {raw->size(), size_t{1}, size_t{2}, size_t{7}}) {
+      CAPTURE(*raw);
+      CAPTURE(piece);
+      Collector sink;
+      http::Parser parser(HTTP_RESPONSE, &sink, 16 * 1024);
+      http::Parser::Status st = http::Parser::Status::Ok;
+      for (size_t i = 0; i < raw->size() && st == http::Parser::Status::Ok; i += piece) {
+        size_t consumed = 0;
+        const size_t n = std::min(piece, raw->size() - i);
+        st = parser.feed(raw->data() + i, n, consumed);
+      }
+      if (raw == &good) {
+        CHECK(st == http::Parser::Status::Paused);
+        CHECK(sink.body == "hello0123456789");
+        CHECK(sink.completed == 1);
+        CHECK(parser.sawTrailers());
+      } else {
+        CHECK(st == http::Parser::Status::Error);
+        CHECK(sink.completed == 0);
+      }
     }
   }
 }

@@ -3,9 +3,11 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/config/app_config.h"
+#include "common/http/headers.h"
 #include "gateway/filters/cache/cache_control.h"
 
 using gateway::cache::CacheControl;
@@ -61,6 +63,40 @@ TEST_CASE("cache-control duplicates keep the first value; bad numbers mean stale
   parseCacheControl("max-age=90", cc);
   CHECK(cc.isPublic);
   CHECK(cc.maxAge == 30);
+}
+
+TEST_CASE("cache-control: several header lines count, as if joined") {
+  http::HeaderList headers;
+  std::string scratch;
+  CHECK(gateway::cache::joinedField(headers, "cache-control", scratch).empty());
+  headers.add("Cache-Control", "public, max-age=60");
+  headers.add("Vary", "Accept-Encoding");
+  CHECK(gateway::cache::joinedField(headers, "cache-control", scratch) == "public, max-age=60");
+  CHECK(scratch.empty());  // one line: a view of it, no copy
+  headers.add("cache-control", "private");
+  headers.add("VARY", "Cookie");
+  const std::string_view cc = gateway::cache::joinedField(headers, "cache-control", scratch);
+  CHECK(cc == "public, max-age=60, private");
+  CHECK(parseCacheControl(cc).isPrivate);
+  std::string varyScratch;
+  CHECK(gateway::cache::joinedField(headers, "vary", varyScratch) == "Accept-Encoding, Cookie");
+
+  // What the cache filter and the compression filter now read: private / no-transform on the
+  // second line is not lost.
+  ResponseFacts facts;
+  facts.cacheControl = cc;
+  CHECK(evaluateStorage(facts, milliseconds(60000), 1000).decision == StoreDecision::Private);
+  facts.cacheControl = "max-age=60";
+  facts.vary = "Accept-Encoding, Cookie";
+  CHECK(evaluateStorage(facts, milliseconds(60000), 1000).decision == StoreDecision::Vary);
+}
+
+TEST_CASE("cache-control: a stray quote inside a directive name hides nothing after the comma") {
+  CHECK(parseCacheControl("no-cache\"x, no-transform").noTransform);
+  CHECK(parseCacheControl("x\", no-store").noStore);
+  CHECK(parseCacheControl("a=b\"c, private").isPrivate);
+  // A quote that starts an argument does hold commas (RFC 9110 §5.6.4).
+  CHECK_FALSE(parseCacheControl("x=\"a, no-transform\"").noTransform);
 }
 
 TEST_CASE("cache http dates: the three forms, and what is not a date") {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/config/app_config.h"
+#include "gateway/filters/cache/cache_control.h"
 #include "gateway/filters/compression/negotiate.h"
 
 using gateway::compression::CompressionPolicy;
@@ -159,6 +160,16 @@ TEST_CASE("compression shouldCompress follows the contract rules") {
   CHECK(policy.shouldCompress(noTransform, br) == Decision::NoTransform);
   noTransform.cacheControl = "no-cache=\"x, no-transform\", max-age=60";  // inside quotes: not it
   CHECK(policy.shouldCompress(noTransform, br) == Decision::Compress);
+  // A '"' opens a quoted string only as an argument: a stray one in a directive name hides
+  // nothing after the next comma. The compression filter read it as an open quote and
+  // compressed while the cache read no-transform (found by the accept_encoding fuzzer,
+  // tests/fuzz/regressions/accept_encoding/no_transform_after_stray_quote).
+  for (const char* cc : {"no-cache\"x, no-transform", "x\", no-transform", "a=b\"c, no-transform"}) {
+    CAPTURE(cc);
+    noTransform.cacheControl = cc;
+    CHECK(gateway::cache::parseCacheControl(cc).noTransform);
+    CHECK(policy.shouldCompress(noTransform, br) == Decision::NoTransform);
+  }
 
   ResponseFacts small = base();
   small.contentLength = 1023;
