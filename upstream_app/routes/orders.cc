@@ -12,31 +12,38 @@ namespace app::routes {
 
 namespace {
 
-// LATERAL makes the planner fetch each page order's items through order_items_order_id_idx
-// (a plain join of the CTE picks a hash join over all of order_items: 2-3x slower at limit 20).
-// Result columns shared by every order query: order (0-3), item (4-7; NULL for an order without items).
-#define APP_ORDER_COLUMNS                                                           \
-  "o.id, o.customer_id, o.status, "                                                 \
-  "to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), " \
-  "i.id, i.sku, i.quantity, i.unit_price_cents"
+// Result columns shared by every order query: order (0-3), item (4-7; NULL for an order without
+// items). created_at comes as microseconds since the epoch, formatted here (json::timestampMicros):
+// to_char cost PostgreSQL as much CPU as the rest of an order's columns, and neither depends on
+// the session TimeZone/DateStyle.
+#define APP_ORDER_COLUMNS "o.id, o.customer_id, o.status, o.created_us, i.id, i.sku, i.quantity, i.unit_price_cents"
+#define APP_ORDER_CREATED_US "(EXTRACT(EPOCH FROM created_at) * 1000000)::int8 AS created_us"
 
+// One statement whatever the limit. The page is an index scan backwards on orders_pkey; each
+// page order's items come from a LATERAL subquery through order_items_order_id_idx (a plain join
+// lets the planner pick a hash join over all of order_items: 2-3x slower at limit 20). OFFSET 0
+// keeps the subquery from being flattened into that join even without an ORDER BY inside, and
+// without one there is no sort per order: the Incremental Sort on top orders each order's few
+// items (PostgreSQL 15, 1,000 orders / 3,000 items, measured with callgrind on the backend:
+// 1.91 M instructions per transaction against 2.35 M with to_char and a per-order sort).
+// created_at is converted for the 20 page rows, not for every item row.
 constexpr const char* kListOrders =
     "WITH page AS ("
-    "SELECT id, customer_id, status, created_at FROM orders WHERE id < $2 ORDER BY id DESC LIMIT $1) "
-    "SELECT " APP_ORDER_COLUMNS
-    " FROM page o LEFT JOIN LATERAL ("
-    "SELECT id, sku, quantity, unit_price_cents FROM order_items WHERE order_id = o.id ORDER BY id) i ON true"
+    "SELECT id, customer_id, status, " APP_ORDER_CREATED_US " FROM orders WHERE id < $2 ORDER BY id DESC LIMIT $1) "
+    "SELECT " APP_ORDER_COLUMNS " FROM page o LEFT JOIN LATERAL ("
+    "SELECT id, sku, quantity, unit_price_cents FROM order_items WHERE order_id = o.id OFFSET 0) i ON true"
     " ORDER BY o.id DESC, i.id";
 
 constexpr const char* kGetOrder = "SELECT " APP_ORDER_COLUMNS
-                                  " FROM orders o LEFT JOIN order_items i ON i.order_id = o.id"
-                                  " WHERE o.id = $1 ORDER BY i.id";
+                                  " FROM (SELECT id, customer_id, status, " APP_ORDER_CREATED_US
+                                  " FROM orders WHERE id = $1) o"
+                                  " LEFT JOIN order_items i ON i.order_id = o.id ORDER BY i.id";
 
 // $1 customer_id, $2 skus text[], $3 quantities int[], $4 unit prices bigint[] (same length).
 constexpr const char* kInsertOrder =
     "WITH o AS ("
     "INSERT INTO orders (customer_id, status) VALUES ($1, 'pending')"
-    " RETURNING id, customer_id, status, created_at), "
+    " RETURNING id, customer_id, status, " APP_ORDER_CREATED_US "), "
     "i AS ("
     "INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)"
     " SELECT o.id, x.sku, x.quantity, x.unit_price_cents"
@@ -45,50 +52,49 @@ constexpr const char* kInsertOrder =
     " RETURNING id, order_id, sku, quantity, unit_price_cents) "
     "SELECT " APP_ORDER_COLUMNS " FROM o LEFT JOIN i ON i.order_id = o.id ORDER BY i.id";
 
-// Streams rows (ordered by order, then item) as order objects; returns how many orders, and the
-// last order's id text in *lastId.
-int writeOrders(json::Writer& w, const db::PgResult& res, std::string_view* lastId) {
+// Streams rows (ordered by order, then item) as order objects separated by commas; returns how
+// many orders, and the last order's id text in *lastId. The Appender writes the fixed parts as
+// literals: this loop is most of the app's own work on GET /orders.
+int writeOrders(json::Appender& out, const db::PgResult& res, std::string_view* lastId) {
   int orders = 0;
+  bool firstItem = true;
   std::string_view current;
   const int rows = res.rows();
   for (int row = 0; row < rows; ++row) {
     std::string_view id = res.value(row, 0);
     if (orders == 0 || id != current) {
       if (orders > 0) {
-        w.EndArray();
-        w.EndObject();
+        out.raw("]},");
       }
       ++orders;
       current = id;
-      w.StartObject();
-      json::key(w, "id");
-      json::rawNumber(w, id);
-      json::key(w, "customer_id");
-      json::rawNumber(w, res.value(row, 1));
-      json::key(w, "status");
-      json::string(w, res.value(row, 2));
-      json::key(w, "created_at");
-      json::string(w, res.value(row, 3));
-      json::key(w, "items");
-      w.StartArray();
+      firstItem = true;
+      out.raw("{\"id\":");
+      out.raw(id);
+      out.raw(",\"customer_id\":");
+      out.raw(res.value(row, 1));
+      out.raw(",\"status\":");
+      out.string(res.value(row, 2));
+      out.raw(",\"created_at\":");
+      out.timestampMicros(res.value(row, 3));
+      out.raw(",\"items\":[");
     }
     if (res.isNull(row, 4)) {
       continue;  // an order without items (LEFT JOIN)
     }
-    w.StartObject();
-    json::key(w, "id");
-    json::rawNumber(w, res.value(row, 4));
-    json::key(w, "sku");
-    json::string(w, res.value(row, 5));
-    json::key(w, "quantity");
-    json::rawNumber(w, res.value(row, 6));
-    json::key(w, "unit_price_cents");
-    json::rawNumber(w, res.value(row, 7));
-    w.EndObject();
+    out.raw(firstItem ? "{\"id\":" : ",{\"id\":");
+    firstItem = false;
+    out.raw(res.value(row, 4));
+    out.raw(",\"sku\":");
+    out.string(res.value(row, 5));
+    out.raw(",\"quantity\":");
+    out.raw(res.value(row, 6));
+    out.raw(",\"unit_price_cents\":");
+    out.raw(res.value(row, 7));
+    out.raw('}');
   }
   if (orders > 0) {
-    w.EndArray();
-    w.EndObject();
+    out.raw("]}");
   }
   if (lastId != nullptr) {
     *lastId = current;
@@ -98,8 +104,8 @@ int writeOrders(json::Writer& w, const db::PgResult& res, std::string_view* last
 
 std::string singleOrderJson(const db::PgResult& res) {
   json::Buffer buf;
-  json::Writer w(buf);
-  writeOrders(w, res, nullptr);
+  json::Appender out(buf);
+  writeOrders(out, res, nullptr);
   return std::string(json::view(buf));
 }
 
@@ -167,20 +173,13 @@ void listOrders(RouteRequest& r) {
       return;
     }
     json::Buffer& buf = ctx.scratch();
-    json::Writer w(buf);
-    w.StartObject();
-    json::key(w, "orders");
-    w.StartArray();
+    json::Appender out(buf);
+    out.raw("{\"orders\":[");
     std::string_view lastId;
-    const int count = res.results.empty() ? 0 : writeOrders(w, res.results[0], &lastId);
-    w.EndArray();
-    json::key(w, "next_after");
-    if (count == limit && !lastId.empty()) {
-      json::rawNumber(w, lastId);
-    } else {
-      w.Null();
-    }
-    w.EndObject();
+    const int count = res.results.empty() ? 0 : writeOrders(out, res.results[0], &lastId);
+    out.raw("],\"next_after\":");
+    out.raw(count == limit && !lastId.empty() ? lastId : std::string_view("null"));
+    out.raw('}');
     reply.json(200, json::view(buf));
   });
 }
