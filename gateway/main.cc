@@ -96,6 +96,7 @@ class Process {
     for (auto& w : workers_) {
       w->join();
     }
+    workerExited_.close();  // no worker thread can be sending to it any more
     workers_.clear();
     probe_.reset();
     reloader_.reset();
@@ -159,6 +160,10 @@ class Process {
   bool allWorkersExited() { return exitedCount_.load() >= static_cast<int>(workers_.size()); }
 
   void shutdownMainLoop() {
+    if (shutDown_) {
+      return;  // a late coalesced wake-up from the last worker's send
+    }
+    shutDown_ = true;
     probe_->stop();
     reloader_->stop();
     admin_->stopListening();
@@ -166,7 +171,10 @@ class Process {
     drainDelay_.reset();
     graceDeadline_.reset();
     signals_.clear();
-    workerExited_.close();
+    // Not closed here: the last worker counts itself exited before its uv_async_send, so it may
+    // still be inside that call (closing would free the handle under it; TSan saw the race).
+    // Unreferenced, it no longer keeps the loop running; run() closes it after joining the workers.
+    uv_unref(workerExited_.base());
   }
 
   gateway::Runtime& rt_;
@@ -183,6 +191,7 @@ class Process {
   std::atomic<int> exitedCount_{0};
   bool draining_ = false;
   bool forced_ = false;
+  bool shutDown_ = false;
 };
 
 }  // namespace

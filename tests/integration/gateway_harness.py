@@ -688,16 +688,19 @@ class ManagedProcess:
         )
 
     def is_sanitized(self) -> bool:
-        """Built with ASan (make asan): its quarantine keeps freed buffers
-        resident, so RSS budgets do not apply."""
+        """Built with ASan (make asan) or TSan (make tsan): ASan's quarantine
+        keeps freed buffers resident and TSan adds shadow memory per byte
+        touched, so RSS budgets do not apply."""
         try:
             with open("/proc/%d/maps" % self.pid) as f:
-                if "libasan" in f.read():
+                maps = f.read()
+                if "libasan" in maps or "libtsan" in maps:
                     return True
         except OSError:
             pass
         try:
-            return b"__asan_init" in self.binary_fn().read_bytes()
+            binary = self.binary_fn().read_bytes()
+            return b"__asan_init" in binary or b"__tsan_init" in binary
         except OSError:
             return False
 
