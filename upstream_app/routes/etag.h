@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/util/xxh64.h"
+
 namespace app::routes {
 
 // A strong ETag for a representation: the quoted XXH64 (16 lowercase hex digits) of its exact
@@ -12,8 +14,8 @@ namespace app::routes {
 // then, whichever worker, cache entry or database row produced them.
 std::string strongEtag(std::string_view body);
 
-// XXH64 with seed 0 (the reference algorithm; test vectors in tests/unit/app/etag_test.cc).
-uint64_t xxh64(std::string_view data);
+// XXH64 (common/util/xxh64.h; test vectors in tests/unit/app/json_output_test.cc).
+using util::xxh64;
 
 // True when one If-None-Match field value matches `etag` with the weak comparison that RFC 9110
 // prescribes for If-None-Match (W/ prefixes ignored), or is "*". Malformed members are skipped.

@@ -11,25 +11,12 @@
 #include <string>
 #include <string_view>
 
+#include "common/util/xxh64.h"
+
 namespace gateway::cache {
 
-// Streaming XXH64 (the reference algorithm by Yann Collet, re-implemented here).
-class Xxh64 {
- public:
-  explicit Xxh64(uint64_t seed = 0);
-  void update(std::string_view data);
-  // The hash of everything given to update() so far; the state stays usable.
-  uint64_t digest() const;
-
- private:
-  uint64_t seed_;
-  uint64_t acc_[4];
-  uint64_t totalLength_ = 0;
-  unsigned char buffer_[32];
-  size_t buffered_ = 0;
-};
-
-uint64_t xxh64(std::string_view data, uint64_t seed = 0);
+using util::Xxh64;
+using util::xxh64;
 
 // '"' + 16 hex digits + '"'.
 std::string etagFromHash(uint64_t hash);
