@@ -1141,10 +1141,12 @@ set ylabel 'VmRSS (MiB)'
 plot '{d}/samples.csv' using 1:($4/1024) with lines lw 2 title 'gateway', \\
      '' using 1:($9/1024) with lines lw 2 title 'upstream_app'
 unset label
+set key bottom right
 set ylabel 'open fds'
 plot '{d}/samples.csv' using 1:5 with lines lw 2 title 'gateway', '' using 1:10 with lines lw 2 title 'upstream_app', \
      '' using 1:13 with lines dt 2 title 'gateway minus pool/client conns', \
      '' using 1:14 with lines dt 2 title 'upstream_app minus pool/client conns'
+set key top left
 set ylabel 'req/s | errors per 10 s'
 plot '{d}/requests_10s.csv' using 1:2 with lines lw 2 title 'requests/s', '' using 1:3 with impulses lw 3 title 'errors'
 unset multiplot
