@@ -44,6 +44,34 @@ uint64_t mergeRound(uint64_t acc, uint64_t value) {
   return acc * kPrime1 + kPrime4;
 }
 
+// The last < 32 bytes and the avalanche, shared by the streaming and the one-shot forms.
+uint64_t finish(uint64_t h, const unsigned char* p, size_t n) {
+  while (n >= 8) {
+    h ^= round(0, read64(p));
+    h = rotl(h, 27) * kPrime1 + kPrime4;
+    p += 8;
+    n -= 8;
+  }
+  if (n >= 4) {
+    h ^= static_cast<uint64_t>(read32(p)) * kPrime1;
+    h = rotl(h, 23) * kPrime2 + kPrime3;
+    p += 4;
+    n -= 4;
+  }
+  while (n > 0) {
+    h ^= static_cast<uint64_t>(*p) * kPrime5;
+    h = rotl(h, 11) * kPrime1;
+    ++p;
+    --n;
+  }
+  h ^= h >> 33;
+  h *= kPrime2;
+  h ^= h >> 29;
+  h *= kPrime3;
+  h ^= h >> 32;
+  return h;
+}
+
 }  // namespace
 
 Xxh64::Xxh64(uint64_t seed) : seed_(seed) {
@@ -96,33 +124,7 @@ uint64_t Xxh64::digest() const {
   } else {
     h = seed_ + kPrime5;
   }
-  h += totalLength_;
-  const unsigned char* p = buffer_;
-  size_t n = buffered_;
-  while (n >= 8) {
-    h ^= round(0, read64(p));
-    h = rotl(h, 27) * kPrime1 + kPrime4;
-    p += 8;
-    n -= 8;
-  }
-  if (n >= 4) {
-    h ^= static_cast<uint64_t>(read32(p)) * kPrime1;
-    h = rotl(h, 23) * kPrime2 + kPrime3;
-    p += 4;
-    n -= 4;
-  }
-  while (n > 0) {
-    h ^= static_cast<uint64_t>(*p) * kPrime5;
-    h = rotl(h, 11) * kPrime1;
-    ++p;
-    --n;
-  }
-  h ^= h >> 33;
-  h *= kPrime2;
-  h ^= h >> 29;
-  h *= kPrime3;
-  h ^= h >> 32;
-  return h;
+  return finish(h + totalLength_, buffer_, buffered_);
 }
 
 uint64_t xxh64(std::string_view data, uint64_t seed) {
@@ -150,31 +152,7 @@ uint64_t xxh64(std::string_view data, uint64_t seed) {
   } else {
     h = seed + kPrime5;
   }
-  h += data.size();
-  while (n >= 8) {
-    h ^= round(0, read64(p));
-    h = rotl(h, 27) * kPrime1 + kPrime4;
-    p += 8;
-    n -= 8;
-  }
-  if (n >= 4) {
-    h ^= static_cast<uint64_t>(read32(p)) * kPrime1;
-    h = rotl(h, 23) * kPrime2 + kPrime3;
-    p += 4;
-    n -= 4;
-  }
-  while (n > 0) {
-    h ^= static_cast<uint64_t>(*p) * kPrime5;
-    h = rotl(h, 11) * kPrime1;
-    ++p;
-    --n;
-  }
-  h ^= h >> 33;
-  h *= kPrime2;
-  h ^= h >> 29;
-  h *= kPrime3;
-  h ^= h >> 32;
-  return h;
+  return finish(h + data.size(), p, n);
 }
 
 }  // namespace util
